@@ -1,0 +1,20 @@
+# Decide whether the CUDA backend is built (sets KANCORE_WITH_CUDA).
+set(KANCORE_WITH_CUDA OFF)
+if(KANCORE_CUDA STREQUAL "ON" OR KANCORE_CUDA STREQUAL "AUTO")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    # No GPU is needed to compile: default to Hopper plus a PTX fallback unless the caller chose.
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 90)
+    endif()
+    set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no C++20 flag for nvcc 13; .cu files need only 17
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(KANCORE_WITH_CUDA ON)
+  elseif(KANCORE_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "KANCORE_CUDA=ON but no CUDA compiler was found (set CMAKE_CUDA_COMPILER)")
+  endif()
+endif()
+message(STATUS "kancore: CUDA backend ${KANCORE_WITH_CUDA}")

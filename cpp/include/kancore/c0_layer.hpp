@@ -1,0 +1,82 @@
+// The C0 KAN layer (kanditioned's KANLayer): a piecewise-linear spline per edge on K uniform
+// control points over [-W/2, W/2], linearly extended outside. See shared/reference.md §1.
+//
+//   u = ((x + W/2) * (K-1)) / W        (this op order, in the element type)
+//   k = clamp(floor(u), 0, K-2),  t = u - k  (t is not clamped: the end segments extend)
+//   y[b,o] = sum_i (1-t) * C[i,k,o] + t * C[i,k+1,o]
+//
+// Layouts are dense and row-major: x (batch, in), table C (in, K, out), y (batch, out).
+// Kernels allocate nothing: outputs and workspace come from the caller.
+//
+// Non-finite inputs: NaN in x[b,i] makes row b of y NaN. x = ±inf gives the limit of the
+// linear extension of the end segment (±inf, or the end value where that segment is flat),
+// and IEEE rules when such limits are summed. No input value causes an out-of-bounds access.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "kancore/types.hpp"
+
+namespace kancore::c0 {
+
+// Code path. `gather` (fused gather-and-interpolate) serves kanditioned's "embedding_bag" and
+// "embedding"; `csr` builds the (batch, in*K) interpolation matrix in CSR form and multiplies.
+enum class Impl : int { gather = 0, csr = 1 };
+
+// Maps kanditioned's impl names; throws std::invalid_argument for anything else.
+Impl impl_from_name(std::string_view name);
+std::string_view impl_name(Impl impl);
+
+struct Shape {
+  std::int64_t batch = 0;
+  std::int64_t in = 0;
+  std::int64_t out = 0;
+  std::int64_t num_control_points = 0;  // K >= 2
+  double spline_width = 4.0;            // W > 0, finite
+};
+
+// Throws std::invalid_argument ("expected X, got Y") unless the shape is usable.
+// batch == 0 is valid (the kernels then do nothing / write zeros to grad_table).
+void validate(const Shape& shape);
+
+// Bytes of workspace a call on `device` needs (0 for the gather path). Pass at least this many;
+// backward_workspace_bytes covers both backward calls.
+std::size_t forward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
+std::size_t backward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
+
+// y = layer(x). Overwrites y.
+void forward(const Shape& shape, DType dtype, Impl impl, const void* x, const void* table, void* y,
+             void* workspace = nullptr, std::size_t workspace_bytes = 0, const ExecContext& ctx = {});
+
+// grad_x[b,i] = sum_o grad_y[b,o] * (C[i,k+1,o] - C[i,k,o]) * (K-1)/W. Overwrites grad_x.
+void backward_input(const Shape& shape, DType dtype, Impl impl, const void* x, const void* table,
+                    const void* grad_y, void* grad_x, void* workspace = nullptr,
+                    std::size_t workspace_bytes = 0, const ExecContext& ctx = {});
+
+// grad_table[i,k,o] = sum_b (1-t) g[b,o] at k, + t g[b,o] at k+1. Overwrites grad_table.
+// On the CPU the result is deterministic (bitwise the same run to run).
+void backward_table(const Shape& shape, DType dtype, Impl impl, const void* x, const void* grad_y,
+                    void* grad_table, void* workspace = nullptr, std::size_t workspace_bytes = 0,
+                    const ExecContext& ctx = {});
+
+// Typed conveniences for C++ callers.
+template <class T>
+void forward(const Shape& s, Impl impl, const T* x, const T* table, T* y, void* ws = nullptr,
+             std::size_t ws_bytes = 0, const ExecContext& ctx = {}) {
+  forward(s, dtype_of<T>::value, impl, x, table, y, ws, ws_bytes, ctx);
+}
+template <class T>
+void backward_input(const Shape& s, Impl impl, const T* x, const T* table, const T* grad_y,
+                    T* grad_x, void* ws = nullptr, std::size_t ws_bytes = 0,
+                    const ExecContext& ctx = {}) {
+  backward_input(s, dtype_of<T>::value, impl, x, table, grad_y, grad_x, ws, ws_bytes, ctx);
+}
+template <class T>
+void backward_table(const Shape& s, Impl impl, const T* x, const T* grad_y, T* grad_table,
+                    void* ws = nullptr, std::size_t ws_bytes = 0, const ExecContext& ctx = {}) {
+  backward_table(s, dtype_of<T>::value, impl, x, grad_y, grad_table, ws, ws_bytes, ctx);
+}
+
+}  // namespace kancore::c0

@@ -1,0 +1,7 @@
+// Everything public in kancore. CUDA-free: device buffers and streams pass as plain pointers.
+#pragma once
+
+#include "kancore/c0_layer.hpp"
+#include "kancore/csr.hpp"
+#include "kancore/types.hpp"
+#include "kancore/version.hpp"

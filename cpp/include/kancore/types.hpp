@@ -1,0 +1,35 @@
+// Basic vocabulary shared by every kancore kernel: element types, devices and execution context.
+// CUDA-free: a C++ program includes this without the CUDA toolkit.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kancore {
+
+enum class DType : int { float32 = 0, float64 = 1 };
+
+enum class DeviceType : int { cpu = 0, cuda = 1 };
+
+struct Device {
+  DeviceType type = DeviceType::cpu;
+  int index = 0;
+};
+
+// Where a kernel runs. For CUDA, `stream` is a cudaStream_t (nullptr: the legacy default stream).
+struct ExecContext {
+  Device device{};
+  void* stream = nullptr;
+};
+
+template <class T> struct dtype_of;
+template <> struct dtype_of<float> { static constexpr DType value = DType::float32; };
+template <> struct dtype_of<double> { static constexpr DType value = DType::float64; };
+
+std::string to_string(DType dtype);
+std::string to_string(DeviceType device);
+
+// True when this build of kancore contains the CUDA backend.
+bool built_with_cuda() noexcept;
+
+}  // namespace kancore

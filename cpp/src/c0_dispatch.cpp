@@ -1,0 +1,167 @@
+// The one place where C0 calls are validated and routed to the CPU or CUDA kernels.
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "backend_cuda.hpp"
+#include "cpu/c0_cpu.hpp"
+#include "kancore/c0_layer.hpp"
+
+namespace kancore::c0 {
+namespace {
+
+[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("kancore: " + what); }
+
+std::size_t elem_size(DType dtype) {
+  switch (dtype) {
+    case DType::float32: return 4;
+    case DType::float64: return 8;
+  }
+  fail("expected dtype float32 or float64, got code " + std::to_string(static_cast<int>(dtype)));
+}
+
+void require(const void* p, const char* name, std::int64_t elements) {
+  if (elements > 0 && p == nullptr) fail(std::string("expected a buffer for ") + name + ", got null");
+}
+
+void check_workspace(std::size_t need, const void* ws, std::size_t ws_bytes) {
+  if (need == 0) return;
+  if (ws == nullptr || ws_bytes < need) {
+    fail("expected a workspace of at least " + std::to_string(need) + " bytes, got " +
+         std::to_string(ws == nullptr ? 0 : ws_bytes));
+  }
+}
+
+bool on_cuda(const ExecContext& ctx) {
+  if (ctx.device.type == DeviceType::cuda) return true;
+  if (ctx.device.type != DeviceType::cpu) fail("expected device cpu or cuda");
+  return false;
+}
+
+template <class Fn>
+void by_dtype(DType dtype, Fn&& fn) {
+  if (dtype == DType::float32) {
+    fn(float{});
+  } else if (dtype == DType::float64) {
+    fn(double{});
+  } else {
+    elem_size(dtype);  // throws
+  }
+}
+
+}  // namespace
+
+Impl impl_from_name(std::string_view name) {
+  if (name == "embedding_bag" || name == "embedding") return Impl::gather;
+  if (name == "sparse_matmul_csr") return Impl::csr;
+  fail("expected impl in {embedding_bag, embedding, sparse_matmul_csr}, got '" + std::string(name) + "'");
+}
+
+std::string_view impl_name(Impl impl) { return impl == Impl::csr ? "sparse_matmul_csr" : "embedding_bag"; }
+
+void validate(const Shape& s) {
+  if (s.batch < 0) fail("expected batch >= 0, got " + std::to_string(s.batch));
+  if (s.in < 1) fail("expected in_features >= 1, got " + std::to_string(s.in));
+  if (s.out < 1) fail("expected out_features >= 1, got " + std::to_string(s.out));
+  if (s.num_control_points < 2) {
+    fail("expected num_control_points >= 2, got " + std::to_string(s.num_control_points));
+  }
+  if (!(std::isfinite(s.spline_width) && s.spline_width > 0)) {
+    fail("expected a finite spline_width > 0, got " + std::to_string(s.spline_width));
+  }
+  // Every element count the kernels index must fit comfortably in int64 (and in bytes).
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max() / 16;
+  auto fits = [&](std::int64_t a, std::int64_t b) { return a == 0 || b <= kMax / a; };
+  const bool ok = fits(s.in, s.num_control_points) && fits(s.in * s.num_control_points, s.out) &&
+                  fits(s.batch, s.in) && fits(s.batch * s.in, 2) && fits(s.batch, s.out);
+  if (!ok) fail("expected sizes whose products fit in 64-bit indices, got an absurd shape");
+}
+
+std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device) {
+  validate(s);
+  const std::size_t elem = elem_size(dtype);
+  if (device.type == DeviceType::cuda) return cuda_backend::forward_workspace_bytes(s, dtype, impl);
+  if (impl == Impl::gather) return 0;
+  return cpu::forward_workspace_bytes_csr(s, elem);
+}
+
+std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device) {
+  validate(s);
+  const std::size_t elem = elem_size(dtype);
+  if (device.type == DeviceType::cuda) return cuda_backend::backward_workspace_bytes(s, dtype, impl);
+  if (impl == Impl::gather) return 0;
+  return cpu::backward_workspace_bytes_csr(s, elem);
+}
+
+void forward(const Shape& s, DType dtype, Impl impl, const void* x, const void* table, void* y,
+             void* ws, std::size_t ws_bytes, const ExecContext& ctx) {
+  validate(s);
+  require(x, "x", s.batch * s.in);
+  require(table, "table", s.in * s.num_control_points * s.out);
+  require(y, "y", s.batch * s.out);
+  if (on_cuda(ctx)) return cuda_backend::forward(s, dtype, impl, x, table, y, ws, ws_bytes, ctx);
+  check_workspace(forward_workspace_bytes(s, dtype, impl), ws, ws_bytes);
+  by_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xt = static_cast<const T*>(x);
+    const T* ct = static_cast<const T*>(table);
+    T* yt = static_cast<T*>(y);
+    if (impl == Impl::gather) {
+      cpu::forward_gather(s, xt, ct, yt);
+    } else {
+      cpu::forward_csr(s, xt, ct, yt, ws);
+    }
+  });
+}
+
+void backward_input(const Shape& s, DType dtype, Impl impl, const void* x, const void* table,
+                    const void* grad_y, void* grad_x, void* ws, std::size_t ws_bytes,
+                    const ExecContext& ctx) {
+  validate(s);
+  require(x, "x", s.batch * s.in);
+  require(table, "table", s.in * s.num_control_points * s.out);
+  require(grad_y, "grad_y", s.batch * s.out);
+  require(grad_x, "grad_x", s.batch * s.in);
+  if (on_cuda(ctx)) {
+    return cuda_backend::backward_input(s, dtype, impl, x, table, grad_y, grad_x, ws, ws_bytes, ctx);
+  }
+  check_workspace(backward_workspace_bytes(s, dtype, impl), ws, ws_bytes);
+  by_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xt = static_cast<const T*>(x);
+    const T* ct = static_cast<const T*>(table);
+    const T* gy = static_cast<const T*>(grad_y);
+    T* gx = static_cast<T*>(grad_x);
+    if (impl == Impl::gather) {
+      cpu::backward_input_gather(s, xt, ct, gy, gx);
+    } else {
+      cpu::backward_input_csr(s, xt, ct, gy, gx, ws);
+    }
+  });
+}
+
+void backward_table(const Shape& s, DType dtype, Impl impl, const void* x, const void* grad_y,
+                    void* grad_table, void* ws, std::size_t ws_bytes, const ExecContext& ctx) {
+  validate(s);
+  require(x, "x", s.batch * s.in);
+  require(grad_y, "grad_y", s.batch * s.out);
+  require(grad_table, "grad_table", s.in * s.num_control_points * s.out);
+  if (on_cuda(ctx)) {
+    return cuda_backend::backward_table(s, dtype, impl, x, grad_y, grad_table, ws, ws_bytes, ctx);
+  }
+  check_workspace(backward_workspace_bytes(s, dtype, impl), ws, ws_bytes);
+  by_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xt = static_cast<const T*>(x);
+    const T* gy = static_cast<const T*>(grad_y);
+    T* gt = static_cast<T*>(grad_table);
+    if (impl == Impl::gather) {
+      cpu::backward_table_gather(s, xt, gy, gt);
+    } else {
+      cpu::backward_table_csr(s, xt, gy, gt, ws);
+    }
+  });
+}
+
+}  // namespace kancore::c0

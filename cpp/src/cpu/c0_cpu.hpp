@@ -1,0 +1,31 @@
+// CPU kernels of the C0 layer (internal). Each takes typed pointers to dense row-major data.
+#pragma once
+
+#include <cstddef>
+
+#include "kancore/c0_layer.hpp"
+
+namespace kancore::c0::cpu {
+
+template <class T>
+void forward_gather(const Shape& s, const T* x, const T* table, T* y);
+template <class T>
+void backward_input_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x);
+template <class T>
+void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table);
+
+std::size_t forward_workspace_bytes_csr(const Shape& s, std::size_t elem);
+std::size_t backward_workspace_bytes_csr(const Shape& s, std::size_t elem);
+template <class T>
+void forward_csr(const Shape& s, const T* x, const T* table, T* y, void* ws);
+template <class T>
+void backward_input_csr(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
+                        void* ws);
+template <class T>
+void backward_table_csr(const Shape& s, const T* x, const T* grad_y, T* grad_table, void* ws);
+
+// y[b,:] += limit of each edge whose t is not finite (the fused and CSR paths skip those edges).
+template <class T>
+void add_nonfinite_limits(const Shape& s, const T* x, const T* table, T* y);
+
+}  // namespace kancore::c0::cpu

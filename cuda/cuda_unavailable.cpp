@@ -1,0 +1,23 @@
+// The CUDA entry points of a build without the CUDA backend: each call says so clearly.
+#include <stdexcept>
+
+#include "../cpp/src/backend_cuda.hpp"
+
+namespace kancore::c0::cuda_backend {
+namespace {
+[[noreturn]] void unavailable() {
+  throw std::runtime_error(
+      "kancore: this build has no CUDA backend (rebuild with a CUDA compiler, KANCORE_CUDA=ON)");
+}
+}  // namespace
+
+std::size_t forward_workspace_bytes(const Shape&, DType, Impl) { unavailable(); }
+std::size_t backward_workspace_bytes(const Shape&, DType, Impl) { unavailable(); }
+void forward(const Shape&, DType, Impl, const void*, const void*, void*, void*, std::size_t,
+             const ExecContext&) { unavailable(); }
+void backward_input(const Shape&, DType, Impl, const void*, const void*, const void*, void*, void*,
+                    std::size_t, const ExecContext&) { unavailable(); }
+void backward_table(const Shape&, DType, Impl, const void*, const void*, void*, void*, std::size_t,
+                    const ExecContext&) { unavailable(); }
+
+}  // namespace kancore::c0::cuda_backend
