@@ -1,0 +1,47 @@
+"""Figures of KAN layers (matplotlib is imported only when a figure is asked for)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _require_matplotlib():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
+        raise ImportError("plotting needs matplotlib: pip install 'kancore[plot]'") from exc
+    return Figure
+
+
+def plot_c0_mappings(layer, save_path=None, x_axis: str = "control_points", max_edges: int = 1024):
+    if x_axis not in ("control_points", "input"):
+        raise ValueError(f"x_axis must be 'control_points' or 'input', got {x_axis!r}")
+    I, O, K = layer.in_features, layer.out_features, layer.num_control_points
+    if I * O > max_edges:
+        raise ValueError(
+            f"this layer has {I * O} edges, more than max_edges={max_edges}; one subplot per edge "
+            "would make an unusable figure (raise max_edges to draw it anyway)"
+        )
+    Figure = _require_matplotlib()
+    table = layer.get_interp_tensor().detach().cpu().double().numpy().reshape(I, K, O)
+    if x_axis == "control_points":
+        xs, xlabel = np.arange(K), "Control Points"
+    else:
+        W = float(layer.spline_width)
+        xs, xlabel = -W / 2 + np.arange(K) * W / (K - 1), "Input"
+
+    # A bare Figure (not pyplot's) so nothing is shown twice in notebooks and no GUI is needed.
+    fig = Figure(figsize=(4 * O, 3 * I))
+    axes = np.asarray(fig.subplots(I, O, squeeze=False), dtype=object)
+    for i in range(I):
+        for o in range(O):
+            ax = axes[i, o]
+            ax.plot(xs, table[i, :, o])
+            ax.set_title(f"In {i} → Out {o}")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("Value")
+            ax.grid(True)
+    fig.suptitle("KAN Layer Mappings", fontsize=16, y=1.02)
+    fig.tight_layout()
+    if save_path:
+        fig.savefig(save_path, dpi=300, bbox_inches="tight")
+    return fig

@@ -1,0 +1,126 @@
+// Bindings of the C0 layer kernels. Arrays cross as raw addresses (from torch's data_ptr() or
+// numpy's __array_interface__), so one binary serves every torch version; kancore/_ops.py is the
+// only caller and checks shapes, dtypes, devices and contiguity before calling.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "bindings.hpp"
+#include "kancore/c0_layer.hpp"
+
+namespace py = pybind11;
+
+namespace kancore::python {
+namespace {
+
+DType parse_dtype(const std::string& name) {
+  if (name == "float32") return DType::float32;
+  if (name == "float64") return DType::float64;
+  throw std::invalid_argument("kancore: expected dtype float32 or float64, got " + name);
+}
+
+ExecContext parse_context(const std::string& device, int index, std::uintptr_t stream) {
+  ExecContext ctx;
+  if (device == "cpu") {
+    ctx.device.type = DeviceType::cpu;
+  } else if (device == "cuda") {
+    ctx.device.type = DeviceType::cuda;
+  } else {
+    throw std::invalid_argument("kancore: expected device cpu or cuda, got " + device);
+  }
+  ctx.device.index = index;
+  ctx.stream = reinterpret_cast<void*>(stream);
+  return ctx;
+}
+
+c0::Shape make_shape(std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t K,
+                     double width) {
+  return c0::Shape{batch, in, out, K, width};
+}
+
+template <class P>
+P* ptr(std::uintptr_t address) {
+  return reinterpret_cast<P*>(address);
+}
+
+}  // namespace
+
+void register_c0(py::module_& m) {
+  m.def(
+      "c0_workspace_bytes",
+      [](std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t K, double width,
+         const std::string& dtype, const std::string& impl, const std::string& device,
+         bool backward) {
+        const auto s = make_shape(batch, in, out, K, width);
+        Device dev = parse_context(device, 0, 0).device;
+        const auto im = c0::impl_from_name(impl);
+        return backward ? c0::backward_workspace_bytes(s, parse_dtype(dtype), im, dev)
+                        : c0::forward_workspace_bytes(s, parse_dtype(dtype), im, dev);
+      },
+      py::arg("batch"), py::arg("in_features"), py::arg("out_features"),
+      py::arg("num_control_points"), py::arg("spline_width"), py::arg("dtype"), py::arg("impl"),
+      py::arg("device"), py::arg("backward"));
+
+  m.def(
+      "c0_forward",
+      [](std::uintptr_t x, std::uintptr_t table, std::uintptr_t y, std::int64_t batch,
+         std::int64_t in, std::int64_t out, std::int64_t K, double width,
+         const std::string& dtype, const std::string& impl, std::uintptr_t ws,
+         std::size_t ws_bytes, const std::string& device, int device_index,
+         std::uintptr_t stream) {
+        const auto s = make_shape(batch, in, out, K, width);
+        const auto dt = parse_dtype(dtype);
+        const auto im = c0::impl_from_name(impl);
+        const auto ctx = parse_context(device, device_index, stream);
+        py::gil_scoped_release release;
+        c0::forward(s, dt, im, ptr<const void>(x), ptr<const void>(table), ptr<void>(y),
+                    ptr<void>(ws), ws_bytes, ctx);
+      },
+      py::arg("x"), py::arg("table"), py::arg("y"), py::arg("batch"), py::arg("in_features"),
+      py::arg("out_features"), py::arg("num_control_points"), py::arg("spline_width"),
+      py::arg("dtype"), py::arg("impl"), py::arg("workspace"), py::arg("workspace_bytes"),
+      py::arg("device"), py::arg("device_index"), py::arg("stream"));
+
+  m.def(
+      "c0_backward_input",
+      [](std::uintptr_t x, std::uintptr_t table, std::uintptr_t grad_y, std::uintptr_t grad_x,
+         std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t K, double width,
+         const std::string& dtype, const std::string& impl, std::uintptr_t ws,
+         std::size_t ws_bytes, const std::string& device, int device_index,
+         std::uintptr_t stream) {
+        const auto s = make_shape(batch, in, out, K, width);
+        const auto dt = parse_dtype(dtype);
+        const auto im = c0::impl_from_name(impl);
+        const auto ctx = parse_context(device, device_index, stream);
+        py::gil_scoped_release release;
+        c0::backward_input(s, dt, im, ptr<const void>(x), ptr<const void>(table),
+                           ptr<const void>(grad_y), ptr<void>(grad_x), ptr<void>(ws), ws_bytes,
+                           ctx);
+      },
+      py::arg("x"), py::arg("table"), py::arg("grad_y"), py::arg("grad_x"), py::arg("batch"),
+      py::arg("in_features"), py::arg("out_features"), py::arg("num_control_points"),
+      py::arg("spline_width"), py::arg("dtype"), py::arg("impl"), py::arg("workspace"),
+      py::arg("workspace_bytes"), py::arg("device"), py::arg("device_index"), py::arg("stream"));
+
+  m.def(
+      "c0_backward_table",
+      [](std::uintptr_t x, std::uintptr_t grad_y, std::uintptr_t grad_table, std::int64_t batch,
+         std::int64_t in, std::int64_t out, std::int64_t K, double width,
+         const std::string& dtype, const std::string& impl, std::uintptr_t ws,
+         std::size_t ws_bytes, const std::string& device, int device_index,
+         std::uintptr_t stream) {
+        const auto s = make_shape(batch, in, out, K, width);
+        const auto dt = parse_dtype(dtype);
+        const auto im = c0::impl_from_name(impl);
+        const auto ctx = parse_context(device, device_index, stream);
+        py::gil_scoped_release release;
+        c0::backward_table(s, dt, im, ptr<const void>(x), ptr<const void>(grad_y),
+                           ptr<void>(grad_table), ptr<void>(ws), ws_bytes, ctx);
+      },
+      py::arg("x"), py::arg("grad_y"), py::arg("grad_table"), py::arg("batch"),
+      py::arg("in_features"), py::arg("out_features"), py::arg("num_control_points"),
+      py::arg("spline_width"), py::arg("dtype"), py::arg("impl"), py::arg("workspace"),
+      py::arg("workspace_bytes"), py::arg("device"), py::arg("device_index"), py::arg("stream"));
+}
+
+}  // namespace kancore::python
