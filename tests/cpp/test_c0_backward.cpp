@@ -1,0 +1,159 @@
+// Backward passes of the C0 layer: against the long double reference on many shapes, against
+// central finite differences of the forward, and backward_table's run-to-run determinism.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "c0_param.hpp"
+#include "c0_reference.hpp"
+#include "kancore/c0_layer.hpp"
+
+namespace kctest {
+namespace {
+
+class C0Backward : public DtypeImplTest {};
+
+TEST_P(C0Backward, InputGradMatchesReferenceOnRandomShapes) {
+  with_type([&](auto zero) {
+    using T = decltype(zero);
+    const auto shapes = test_shapes();
+    for (std::size_t n = 0; n < shapes.size(); ++n) {
+      const Shape& s = shapes[n];
+      SCOPED_TRACE(describe(s));
+      Rng rng(2000 + n);
+      const auto x = input_buffer(random_x<T>(s, rng));
+      const auto C = input_buffer(random_table<T>(s, rng));
+      const auto g = input_buffer(random_vec<T>(idx(s.batch * s.out), rng));
+      auto gx = output_buffer<T>(idx(s.batch * s.in));
+      run_backward_input<T>(s, impl(), x.data(), C.data(), g.data(), gx.data());
+      EXPECT_TRUE(gx.guards_intact()) << "backward_input wrote outside grad_x";
+      EXPECT_TRUE(matches_ref(gx.data(), backward_input_ref<T>(s, x.data(), C.data(), g.data()),
+                              Tol<T>::rel));
+    }
+  });
+}
+
+TEST_P(C0Backward, TableGradMatchesReferenceOnRandomShapes) {
+  with_type([&](auto zero) {
+    using T = decltype(zero);
+    const auto shapes = test_shapes();
+    for (std::size_t n = 0; n < shapes.size(); ++n) {
+      const Shape& s = shapes[n];
+      SCOPED_TRACE(describe(s));
+      Rng rng(4000 + n);
+      const auto x = input_buffer(random_x<T>(s, rng));
+      const auto g = input_buffer(random_vec<T>(idx(s.batch * s.out), rng));
+      // Pre-filled with NaN: the kernel must overwrite every entry, including untouched rows.
+      auto gC = output_buffer<T>(idx(s.in * s.num_control_points * s.out));
+      run_backward_table<T>(s, impl(), x.data(), g.data(), gC.data());
+      EXPECT_TRUE(gC.guards_intact()) << "backward_table wrote outside grad_table";
+      EXPECT_TRUE(matches_ref(gC.data(), backward_table_ref<T>(s, x.data(), g.data()), Tol<T>::rel));
+    }
+  });
+}
+
+// Crosses the kernels' row blocks (32 / 64 rows) and the 128-input / 256-output blocks.
+TEST_P(C0Backward, BothGradsMatchReferenceAcrossBlockBoundaries) {
+  with_type([&](auto zero) {
+    using T = decltype(zero);
+    const Shape s{150, 130, 260, 9, 1.7};
+    Rng rng(99);
+    const auto x = input_buffer(random_x<T>(s, rng));
+    const auto C = input_buffer(random_table<T>(s, rng));
+    const auto g = input_buffer(random_vec<T>(idx(s.batch * s.out), rng));
+    auto gx = output_buffer<T>(idx(s.batch * s.in));
+    run_backward_input<T>(s, impl(), x.data(), C.data(), g.data(), gx.data());
+    EXPECT_TRUE(gx.guards_intact());
+    EXPECT_TRUE(matches_ref(gx.data(), backward_input_ref<T>(s, x.data(), C.data(), g.data()),
+                            Tol<T>::rel));
+    auto gC = output_buffer<T>(idx(s.in * s.num_control_points * s.out));
+    run_backward_table<T>(s, impl(), x.data(), g.data(), gC.data());
+    EXPECT_TRUE(gC.guards_intact());
+    EXPECT_TRUE(matches_ref(gC.data(), backward_table_ref<T>(s, x.data(), g.data()), Tol<T>::rel));
+  });
+}
+
+// backward_table on the CPU is documented as deterministic: two runs give identical bits.
+// Many rows hit the same few table rows (small K, large batch), so an unordered parallel
+// accumulation would almost surely show up as a difference in the last bits.
+TEST_P(C0Backward, TableGradIsBitwiseDeterministic) {
+  with_type([&](auto zero) {
+    using T = decltype(zero);
+    const Shape s{1000, 12, 40, 3, 2.0};
+    Rng rng(123);
+    const auto x = random_x<T>(s, rng);
+    const auto g = random_vec<T>(idx(s.batch * s.out), rng, -1e3, 1e3);
+    std::vector<T> first(idx(s.in * s.num_control_points * s.out));
+    run_backward_table<T>(s, impl(), x.data(), g.data(), first.data());
+    for (int run = 0; run < 4; ++run) {
+      std::vector<T> again(first.size(), T(7));
+      run_backward_table<T>(s, impl(), x.data(), g.data(), again.data());
+      ASSERT_EQ(std::memcmp(first.data(), again.data(), first.size() * sizeof(T)), 0)
+          << "run " << run << " differs from the first";
+    }
+  });
+}
+
+KCTEST_INSTANTIATE_DTYPE_IMPL(C0Backward);
+
+// ---- finite differences (double) ---------------------------------------------------------------
+// L(x, C) = sum_{b,o} g[b,o] y[b,o]. The layer is linear inside a segment, so central differences
+// with a step that stays inside the segment are exact up to rounding; the analytic gradients of
+// both impls must match them.
+class C0FiniteDifference : public ::testing::TestWithParam<Impl> {};
+
+double loss(const Shape& s, Impl impl, const std::vector<double>& x, const std::vector<double>& C,
+            const std::vector<double>& g) {
+  std::vector<double> y(idx(s.batch * s.out));
+  run_forward<double>(s, impl, x.data(), C.data(), y.data());
+  double acc = 0;
+  for (std::size_t j = 0; j < y.size(); ++j) acc += g[j] * y[j];
+  return acc;
+}
+
+TEST_P(C0FiniteDifference, GradientsMatchCentralDifferences) {
+  const Impl impl = GetParam();
+  const Shape s{4, 3, 5, 6, 3.0};
+  const double W = s.spline_width, hstep = W / (s.num_control_points - 1);  // segment length
+  Rng rng(31337);
+  std::vector<double> x(idx(s.batch * s.in));
+  for (auto& v : x) {
+    // The middle of a random segment, including the two virtual segments beyond each end
+    // (extrapolation), offset by up to +-30% of a segment.
+    const double seg = static_cast<double>(rng.integer(-2, s.num_control_points));
+    v = -W / 2 + (seg - 0.5 + rng.uniform(-0.3, 0.3)) * hstep;
+  }
+  const auto C = random_table<double>(s, rng);
+  const auto g = random_vec<double>(idx(s.batch * s.out), rng);
+
+  std::vector<double> gx(x.size()), gC(C.size());
+  run_backward_input<double>(s, impl, x.data(), C.data(), g.data(), gx.data());
+  run_backward_table<double>(s, impl, x.data(), g.data(), gC.data());
+
+  const double h = 1e-6 * hstep;
+  for (std::size_t j = 0; j < x.size(); ++j) {
+    auto xp = x, xm = x;
+    xp[j] += h;
+    xm[j] -= h;
+    const double fd = (loss(s, impl, xp, C, g) - loss(s, impl, xm, C, g)) / (2 * h);
+    EXPECT_NEAR(gx[j], fd, 1e-6 * (1 + std::fabs(fd))) << "d loss / d x[" << j << "]";
+  }
+  // The loss is linear in C: a unit step gives the exact derivative up to rounding.
+  for (std::size_t j = 0; j < C.size(); ++j) {
+    auto Cp = C, Cm = C;
+    Cp[j] += 0.5;
+    Cm[j] -= 0.5;
+    const double fd = loss(s, impl, x, Cp, g) - loss(s, impl, x, Cm, g);
+    EXPECT_NEAR(gC[j], fd, 1e-10 * (1 + std::fabs(fd))) << "d loss / d C[" << j << "]";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, C0FiniteDifference, ::testing::Values(Impl::gather, Impl::csr),
+                         [](const ::testing::TestParamInfo<Impl>& info) {
+                           return std::string(impl_label(info.param));
+                         });
+
+}  // namespace
+}  // namespace kctest
