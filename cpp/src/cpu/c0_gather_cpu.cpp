@@ -1,9 +1,14 @@
 // Fused gather-and-interpolate CPU kernels for the C0 layer.
 //
-// Each (b, i) pair selects two rows of the table (k and k+1 of edge block i) and blends them.
-// The interval index and weights are computed once per (b, i) for a block of rows and reused
-// across every output tile; each output tile is accumulated in registers over a block of
-// inputs, so the hot loop is two table loads and two FMAs per output element.
+// Each (b, i) pair selects two adjacent rows of the table (k and k+1 of edge block i) and blends
+// them. The table is far larger than L2 at real sizes (256 x 32 x 256 floats = 8 MB) and the rows
+// a sample picks are data dependent, so the kernels work on slices: a block of inputs x a chunk of
+// outputs of the table (sized for L2) is reused by many batch rows before moving on. Interval
+// indices and weights are computed once per (b, i) and slice, kept in a small per-thread patch,
+// and reused across the output tiles. Output tiles are accumulated in registers.
+//
+// Parallel work items own disjoint outputs, so no atomics are needed and every sum has a fixed
+// order: results are deterministic run to run.
 #include <algorithm>
 #include <cstdint>
 
@@ -18,32 +23,94 @@ using detail::is_finite;
 using detail::locate;
 using detail::make_grid;
 
-constexpr std::int64_t kRowBlock = 8;      // batch rows whose (k, t) pairs are cached together
-constexpr std::int64_t kInBlock = 128;     // inputs accumulated before the output tile is stored
-constexpr std::int64_t kOutChunk = 256;    // outputs per parallel work item
-constexpr std::int64_t kOutTile = 32;      // outputs accumulated in registers (f32: 4 AVX2 regs)
+template <class T>
+constexpr std::int64_t kOutTile = 256 / sizeof(T);  // accumulators in registers: 64 f32 / 32 f64
+constexpr std::int64_t kOutChunk = 256;             // outputs per work item (a multiple of tiles)
+constexpr std::int64_t kRows = 256;                 // batch rows per forward work item
+constexpr std::int64_t kMaxInBlock = 16;            // inputs per slice (bounds the stack patch)
+constexpr std::size_t kSliceBytes = 512 * 1024;     // table slice meant to stay in L2
+constexpr std::size_t kL1SliceBytes = 24 * 1024;    // forward: table part meant to stay in L1
 
-// Accumulates `acc[0..W)` += w0 * r0[..] + w1 * r1[..] over the cached (offset, w0, w1) of one row.
-template <class T, std::int64_t W>
-inline void accumulate_tile(T* __restrict acc, const T* __restrict table, std::int64_t O,
-                            const std::int64_t* off, const T* w0, const T* w1, std::int64_t n_in,
-                            std::int64_t o0, std::int64_t width) {
-  if constexpr (W > 0) {
-    (void)width;
-    for (std::int64_t ii = 0; ii < n_in; ++ii) {
-      const T* __restrict r0 = table + off[ii] + o0;
-      const T* __restrict r1 = r0 + O;
-      const T a = w0[ii], b = w1[ii];
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+// Inputs per slice so that (inputs x K x out-chunk) elements fit in kSliceBytes.
+std::int64_t in_block(std::int64_t K, std::int64_t O, std::size_t elem) {
+  const std::size_t per_input = static_cast<std::size_t>(K) * std::min(O, kOutChunk) * elem;
+  return std::clamp<std::int64_t>(static_cast<std::int64_t>(kSliceBytes / per_input), 1, kMaxInBlock);
+}
+
+// A 64-byte SIMD vector of T (GCC/Clang vector extension: one zmm, or two ymm on AVX2).
+// (The attribute must sit on a non-dependent typedef, hence the two specialisations.)
+template <class T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(64)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(64)));
+};
+template <class T>
+using Vec = typename VecOf<T>::type;
+template <class T>
+constexpr std::int64_t kLanes = 64 / sizeof(T);
+static_assert(kOutTile<float> == 4 * kLanes<float> && kOutTile<double> == 4 * kLanes<double>);
+
+template <class T>
+inline Vec<T> load(const T* p) {
+  static_assert(sizeof(Vec<T>) == 64);
+  Vec<T> v;
+  __builtin_memcpy(&v, p, sizeof(v));  // unaligned load
+  return v;
+}
+template <class T>
+inline void store(T* p, const Vec<T>& v) {
+  __builtin_memcpy(p, &v, sizeof(v));
+}
+
+// acc[0..kOutTile) += sum_ii w0[ii] * r0[..] + w1[ii] * r1[..], with the whole tile held in four
+// vector registers across the input loop (an array accumulator would round-trip through memory).
+template <class T>
+inline void accumulate_full_tile(T* acc, const T* __restrict table, std::int64_t O,
+                                 const std::int64_t* off, const T* w0, const T* w1,
+                                 std::int64_t n_in) {
+  constexpr std::int64_t L = kLanes<T>;
+  Vec<T> a0 = load(acc), a1 = load(acc + L), a2 = load(acc + 2 * L), a3 = load(acc + 3 * L);
+  for (std::int64_t ii = 0; ii < n_in; ++ii) {
+    const T* r0 = table + off[ii];
+    const T* r1 = r0 + O;
+    const T p = w0[ii], q = w1[ii];
+    a0 += p * load(r0);
+    a0 += q * load(r1);
+    a1 += p * load(r0 + L);
+    a1 += q * load(r1 + L);
+    a2 += p * load(r0 + 2 * L);
+    a2 += q * load(r1 + 2 * L);
+    a3 += p * load(r0 + 3 * L);
+    a3 += q * load(r1 + 3 * L);
+  }
+  store(acc, a0);
+  store(acc + L, a1);
+  store(acc + 2 * L, a2);
+  store(acc + 3 * L, a3);
+}
+
+// The same for a partial tile of `width` outputs.
+template <class T>
+inline void accumulate_partial_tile(T* __restrict acc, const T* __restrict table, std::int64_t O,
+                                    const std::int64_t* off, const T* w0, const T* w1,
+                                    std::int64_t n_in, std::int64_t width) {
+  for (std::int64_t ii = 0; ii < n_in; ++ii) {
+    const T* __restrict r0 = table + off[ii];
+    const T* __restrict r1 = r0 + O;
+    const T p = w0[ii], q = w1[ii];
 #pragma omp simd
-      for (std::int64_t oo = 0; oo < W; ++oo) acc[oo] += a * r0[oo] + b * r1[oo];
-    }
-  } else {
-    for (std::int64_t ii = 0; ii < n_in; ++ii) {
-      const T* __restrict r0 = table + off[ii] + o0;
-      const T* __restrict r1 = r0 + O;
-      const T a = w0[ii], b = w1[ii];
-#pragma omp simd
-      for (std::int64_t oo = 0; oo < width; ++oo) acc[oo] += a * r0[oo] + b * r1[oo];
+    for (std::int64_t oo = 0; oo < width; ++oo) {
+      T v = acc[oo];
+      v += p * r0[oo];
+      v += q * r1[oo];
+      acc[oo] = v;
     }
   }
 }
@@ -54,23 +121,26 @@ template <class T>
 void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   if (N == 0) return;
+  constexpr std::int64_t OT = kOutTile<T>;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-  const std::int64_t row_blocks = (N + kRowBlock - 1) / kRowBlock;
-  const std::int64_t out_chunks = (O + kOutChunk - 1) / kOutChunk;
+  const std::int64_t IB = in_block(K, O, sizeof(T));
+  const std::int64_t IB1 = std::clamp<std::int64_t>(
+      static_cast<std::int64_t>(kL1SliceBytes / (K * OT * sizeof(T))), 1, IB);
+  const std::int64_t row_blocks = ceil_div(N, kRows), out_chunks = ceil_div(O, kOutChunk);
   bool any_nonfinite = false;
 
 #pragma omp parallel for collapse(2) schedule(static) reduction(|| : any_nonfinite)
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
     for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
-      const std::int64_t b0 = rb * kRowBlock, nb = std::min(kRowBlock, N - b0);
+      const std::int64_t b0 = rb * kRows, nb = std::min(kRows, N - b0);
       const std::int64_t oc0 = oc * kOutChunk, oc1 = std::min(O, oc0 + kOutChunk);
-      // Per-thread cache of (table offset, w0, w1) for kRowBlock x kInBlock pairs.
-      std::int64_t off[kRowBlock][kInBlock];
-      T w0[kRowBlock][kInBlock], w1[kRowBlock][kInBlock];
-      alignas(64) T acc[kOutTile];
+      // Patch of (row offset into the table, w0, w1) for nb rows x IB inputs.
+      std::int64_t off[kRows][kMaxInBlock];
+      T w0[kRows][kMaxInBlock], w1[kRows][kMaxInBlock];
+      alignas(64) T acc[OT];
 
-      for (std::int64_t i0 = 0; i0 < I; i0 += kInBlock) {
-        const std::int64_t ni = std::min(kInBlock, I - i0);
+      for (std::int64_t i0 = 0; i0 < I; i0 += IB) {
+        const std::int64_t ni = std::min(IB, I - i0);
         for (std::int64_t bb = 0; bb < nb; ++bb) {
           const T* xr = x + (b0 + bb) * I + i0;
           for (std::int64_t ii = 0; ii < ni; ++ii) {
@@ -78,27 +148,30 @@ void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
             T t;
             locate(g, xr[ii], k, t);
             off[bb][ii] = ((i0 + ii) * K + k) * O;
-            if (is_finite(t)) {
-              w0[bb][ii] = T(1) - t;
-              w1[bb][ii] = t;
-            } else {  // added afterwards by add_nonfinite_limits
-              w0[bb][ii] = T(0);
-              w1[bb][ii] = T(0);
-              any_nonfinite = true;
-            }
+            const bool finite = is_finite(t);
+            any_nonfinite |= !finite;
+            w0[bb][ii] = finite ? T(1) - t : T(0);  // non-finite edges: see add_nonfinite_limits
+            w1[bb][ii] = finite ? t : T(0);
           }
         }
-        for (std::int64_t o0 = oc0; o0 < oc1; o0 += kOutTile) {
-          const std::int64_t width = std::min(kOutTile, oc1 - o0);
-          for (std::int64_t bb = 0; bb < nb; ++bb) {
-            T* yr = y + (b0 + bb) * O + o0;
-            for (std::int64_t oo = 0; oo < width; ++oo) acc[oo] = (i0 == 0) ? T(0) : yr[oo];
-            if (width == kOutTile) {
-              accumulate_tile<T, kOutTile>(acc, table, O, off[bb], w0[bb], w1[bb], ni, o0, width);
-            } else {
-              accumulate_tile<T, 0>(acc, table, O, off[bb], w0[bb], w1[bb], ni, o0, width);
+        for (std::int64_t o0 = oc0; o0 < oc1; o0 += OT) {
+          const std::int64_t width = std::min(OT, oc1 - o0);
+          // Sub-blocks of inputs whose (inputs x K x tile) table part fits in L1, so every row
+          // of the block reads it from L1.
+          for (std::int64_t s0 = 0; s0 < ni; s0 += IB1) {
+            const std::int64_t ns = std::min(IB1, ni - s0);
+            const bool first = (i0 == 0 && s0 == 0);
+            for (std::int64_t bb = 0; bb < nb; ++bb) {
+              T* yr = y + (b0 + bb) * O + o0;
+              for (std::int64_t oo = 0; oo < width; ++oo) acc[oo] = first ? T(0) : yr[oo];
+              if (width == OT) {
+                accumulate_full_tile(acc, table + o0, O, off[bb] + s0, w0[bb] + s0, w1[bb] + s0, ns);
+              } else {
+                accumulate_partial_tile(acc, table + o0, O, off[bb] + s0, w0[bb] + s0, w1[bb] + s0, ns,
+                                        width);
+              }
+              for (std::int64_t oo = 0; oo < width; ++oo) yr[oo] = acc[oo];
             }
-            for (std::int64_t oo = 0; oo < width; ++oo) yr[oo] = acc[oo];
           }
         }
       }
@@ -131,27 +204,47 @@ void backward_input_gather(const Shape& s, const T* x, const T* table, const T* 
                            T* grad_x) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   if (N == 0) return;
+  constexpr std::int64_t OT = kOutTile<T>;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-  constexpr std::int64_t kRows = 32;  // rows sharing one edge block of the table in cache
-  const std::int64_t row_blocks = (N + kRows - 1) / kRows;
+  const std::int64_t IB = in_block(K, O, sizeof(T));
+  const std::int64_t row_blocks = ceil_div(N, kRows), in_blocks = ceil_div(I, IB);
 
-#pragma omp parallel for schedule(static)
+  // Work item: rows x an input block; grad_x[b, block] is owned, summed over output tiles in order.
+#pragma omp parallel for collapse(2) schedule(static)
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
-    const std::int64_t b0 = rb * kRows, b1 = std::min(N, b0 + kRows);
-    for (std::int64_t i = 0; i < I; ++i) {
+    for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
+      const std::int64_t b0 = rb * kRows, b1 = std::min(N, b0 + kRows);
+      const std::int64_t i0 = ib * IB, i1 = std::min(I, i0 + IB);
+      std::int64_t off[kRows][kMaxInBlock];
       for (std::int64_t b = b0; b < b1; ++b) {
-        std::int64_t k;
-        T t;
-        const T xv = x[b * I + i];
-        locate(g, xv, k, t);
-        const T* __restrict r0 = table + (i * K + k) * O;
-        const T* __restrict r1 = r0 + O;
-        const T* __restrict gy = grad_y + b * O;
-        T dot = T(0);
+        for (std::int64_t i = i0; i < i1; ++i) {
+          std::int64_t k;
+          T t;
+          locate(g, x[b * I + i], k, t);
+          off[b - b0][i - i0] = (i * K + k) * O;
+          grad_x[b * I + i] = T(0);
+        }
+      }
+      for (std::int64_t o0 = 0; o0 < O; o0 += OT) {
+        const std::int64_t width = std::min(OT, O - o0);
+        for (std::int64_t b = b0; b < b1; ++b) {
+          const T* __restrict gy = grad_y + b * O + o0;
+          for (std::int64_t i = i0; i < i1; ++i) {
+            const T* __restrict r0 = table + off[b - b0][i - i0] + o0;
+            const T* __restrict r1 = r0 + O;
+            T dot = T(0);
 #pragma omp simd reduction(+ : dot)
-        for (std::int64_t o = 0; o < O; ++o) dot += gy[o] * (r1[o] - r0[o]);
-        // NaN inputs propagate to their gradient; the slope itself is always finite.
-        grad_x[b * I + i] = (xv != xv) ? xv : dot * g.slope;
+            for (std::int64_t oo = 0; oo < width; ++oo) dot += gy[oo] * (r1[oo] - r0[oo]);
+            grad_x[b * I + i] += dot;
+          }
+        }
+      }
+      for (std::int64_t b = b0; b < b1; ++b) {
+        for (std::int64_t i = i0; i < i1; ++i) {
+          const T xv = x[b * I + i];
+          // NaN inputs propagate to their gradient; the slope itself is always finite.
+          grad_x[b * I + i] = (xv != xv) ? xv : grad_x[b * I + i] * g.slope;
+        }
       }
     }
   }
@@ -161,31 +254,35 @@ template <class T>
 void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-  constexpr std::int64_t kRows = 64;  // rows of grad_y kept in cache while every edge block uses them
-  const std::int64_t row_blocks = (N + kRows - 1) / kRows;
+  const std::int64_t IB = in_block(K, O, sizeof(T));
+  const std::int64_t in_blocks = ceil_div(I, IB), out_chunks = ceil_div(O, kOutChunk);
 
-  // Each thread owns whole edge blocks i, so there are no write conflicts and the sum order is
-  // fixed: the result is deterministic.
-#pragma omp parallel
-  {
-#pragma omp for schedule(static)
-    for (std::int64_t j = 0; j < I * K * O; ++j) grad_table[j] = T(0);
-    for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
-      const std::int64_t b0 = rb * kRows, b1 = std::min(N, b0 + kRows);
-#pragma omp for schedule(static)
-      for (std::int64_t i = 0; i < I; ++i) {
-        for (std::int64_t b = b0; b < b1; ++b) {
+  // Work item: an input block x an output chunk of grad_table (an L2-sized slice), owned, so
+  // there are no write conflicts; rows are added in batch order, so the result is deterministic.
+#pragma omp parallel for collapse(2) schedule(static)
+  for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
+    for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
+      const std::int64_t i0 = ib * IB, i1 = std::min(I, i0 + IB);
+      const std::int64_t o0 = oc * kOutChunk, width = std::min(kOutChunk, O - o0);
+      for (std::int64_t i = i0; i < i1; ++i) {
+        for (std::int64_t k = 0; k < K; ++k) {
+          T* row = grad_table + (i * K + k) * O + o0;
+          for (std::int64_t oo = 0; oo < width; ++oo) row[oo] = T(0);
+        }
+      }
+      for (std::int64_t b = 0; b < N; ++b) {
+        const T* __restrict gy = grad_y + b * O + o0;
+        for (std::int64_t i = i0; i < i1; ++i) {
           std::int64_t k;
           T t;
           locate(g, x[b * I + i], k, t);
-          T* __restrict r0 = grad_table + (i * K + k) * O;
+          T* __restrict r0 = grad_table + (i * K + k) * O + o0;
           T* __restrict r1 = r0 + O;
-          const T* __restrict gy = grad_y + b * O;
           const T a = T(1) - t;
 #pragma omp simd
-          for (std::int64_t o = 0; o < O; ++o) {
-            r0[o] += a * gy[o];
-            r1[o] += t * gy[o];
+          for (std::int64_t oo = 0; oo < width; ++oo) {
+            r0[oo] += a * gy[oo];
+            r1[oo] += t * gy[oo];
           }
         }
       }
