@@ -70,10 +70,12 @@ void validate(const Shape& s) {
   if (!(std::isfinite(s.spline_width) && s.spline_width > 0)) {
     fail("expected a finite spline_width > 0, got " + std::to_string(s.spline_width));
   }
-  // Every element count the kernels index must fit comfortably in int64 (and in bytes).
-  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max() / 16;
+  // Every element count the kernels index, and every byte count derived from one (workspace
+  // sizes multiply counts by up to ~48), must stay far from overflow: cap counts at 2^48.
+  constexpr std::int64_t kMax = std::int64_t{1} << 48;
   auto fits = [&](std::int64_t a, std::int64_t b) { return a == 0 || b <= kMax / a; };
-  const bool ok = fits(s.in, s.num_control_points) && fits(s.in * s.num_control_points, s.out) &&
+  const bool ok = s.in <= kMax && s.out <= kMax && s.batch <= kMax && s.num_control_points <= kMax &&
+                  fits(s.in, s.num_control_points) && fits(s.in * s.num_control_points, s.out) &&
                   fits(s.batch, s.in) && fits(s.batch * s.in, 2) && fits(s.batch, s.out);
   if (!ok) fail("expected sizes whose products fit in 64-bit indices, got an absurd shape");
 }

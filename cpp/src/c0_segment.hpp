@@ -30,19 +30,19 @@ inline Grid<T> make_grid(std::int64_t K, double W) {
                  static_cast<T>(K - 2), static_cast<T>(static_cast<double>(K - 1) / W)};
 }
 
+template <class T>
+KANCORE_HD T floor_of(T v) {
+  return std::floor(v);
+}
+
 // Left control point k in [0, K-2] and the unclamped offset t = u - k. NaN x gives k = 0 and
 // t = NaN; the comparisons are written so that no value of x can produce an index outside range.
 template <class T>
 KANCORE_HD void locate(const Grid<T>& g, T x, std::int64_t& k, T& t) {
   const T u = ((x + g.half_width) * g.km1) / g.width;
-  T kf;
-  if (!(u >= T(0))) {
-    kf = T(0);  // negative, -inf or NaN
-  } else if (u >= g.last) {
-    kf = g.last;  // includes +inf
-  } else {
-    kf = static_cast<T>(static_cast<std::int64_t>(u));  // 0 <= u < K-2: truncation is floor
-  }
+  // Selects, not branches, so loops over inputs vectorise: u >= 0 is false for NaN and -inf
+  // (k = 0); u < K-2 is false for +inf (k = K-2); in between, floor.
+  const T kf = (u >= T(0)) ? ((u < g.last) ? floor_of(u) : g.last) : T(0);
   k = static_cast<std::int64_t>(kf);
   t = u - kf;
 }

@@ -115,10 +115,13 @@ if torch is not None:
         raise ValueError(f"expected a cpu or cuda tensor, got device {t.device}")
 
     def _workspace(shape, dtype: str, impl: str, device: "torch.device", backward: bool):
-        dev = device.type
-        nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, dev, backward)
-        # Workspace comes from torch's allocator (its caching allocator on CUDA).
-        return torch.empty(max(nbytes, 1), dtype=torch.uint8, device=device)
+        """(address, bytes) of scratch memory for one call, from torch's allocator (its caching
+        allocator on CUDA); the fused path needs none. The tensor is returned to keep it alive."""
+        if impl != "sparse_matmul_csr":
+            return None, 0, 0
+        nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, device.type, backward)
+        ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=device)
+        return ws, ws.data_ptr(), nbytes
 
     @torch.library.custom_op("kancore::c0_forward", mutates_args=())
     def c0_forward(x: torch.Tensor, table: torch.Tensor, spline_width: float, impl: str) -> torch.Tensor:
@@ -130,9 +133,9 @@ if torch is not None:
         dtype = _TORCH_DTYPES[table.dtype]
         y = torch.empty((N, O), dtype=table.dtype, device=table.device)
         shape = (N, I, O, K, spline_width)
-        ws = _workspace(shape, dtype, impl, x.device, backward=False)
+        _keep, ws_ptr, ws_bytes = _workspace(shape, dtype, impl, x.device, backward=False)
         _core.c0_forward(x.data_ptr(), table.data_ptr(), y.data_ptr(), *shape, dtype, impl,
-                         ws.data_ptr(), ws.numel(), *_device_args(x))
+                         ws_ptr, ws_bytes, *_device_args(x))
         return y
 
     @c0_forward.register_fake
@@ -150,8 +153,8 @@ if torch is not None:
         _, K, O = table.shape
         dtype = _TORCH_DTYPES[table.dtype]
         shape = (N, I, O, K, spline_width)
-        ws = _workspace(shape, dtype, impl, x.device, backward=True)
-        common = (*shape, dtype, impl, ws.data_ptr(), ws.numel(), *_device_args(x))
+        _keep, ws_ptr, ws_bytes = _workspace(shape, dtype, impl, x.device, backward=True)
+        common = (*shape, dtype, impl, ws_ptr, ws_bytes, *_device_args(x))
         grad_x = torch.empty_like(x) if need_input else x.new_empty(0)
         grad_table = torch.empty_like(table) if need_table else table.new_empty(0)
         if need_input:

@@ -29,7 +29,7 @@ constexpr std::int64_t kOutChunk = 256;             // outputs per work item (a 
 constexpr std::int64_t kRows = 256;                 // batch rows per forward work item
 constexpr std::int64_t kMaxInBlock = 16;            // inputs per slice (bounds the stack patch)
 constexpr std::size_t kSliceBytes = 512 * 1024;     // table slice meant to stay in L2
-constexpr std::size_t kL1SliceBytes = 24 * 1024;    // forward: table part meant to stay in L1
+constexpr std::size_t kL1SliceBytes = 24 * 1024 * 1024;    // forward: table part meant to stay in L1
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
@@ -71,12 +71,20 @@ inline void store(T* p, const Vec<T>& v) {
 
 // acc[0..kOutTile) += sum_ii w0[ii] * r0[..] + w1[ii] * r1[..], with the whole tile held in four
 // vector registers across the input loop (an array accumulator would round-trip through memory).
+// The loop vectoriser is off here: it would otherwise "vectorise" the input loop around these
+// explicit vector operations and turn the row loads into gathers (5x slower).
 template <class T>
-inline void accumulate_full_tile(T* acc, const T* __restrict table, std::int64_t O,
-                                 const std::int64_t* off, const T* w0, const T* w1,
-                                 std::int64_t n_in) {
+__attribute__((optimize("no-tree-vectorize"))) void accumulate_full_tile(
+    T* acc, bool zero_start, const T* __restrict table, std::int64_t O, const std::int64_t* off,
+    const T* w0, const T* w1, std::int64_t n_in) {
   constexpr std::int64_t L = kLanes<T>;
-  Vec<T> a0 = load(acc), a1 = load(acc + L), a2 = load(acc + 2 * L), a3 = load(acc + 3 * L);
+  Vec<T> a0{}, a1{}, a2{}, a3{};
+  if (!zero_start) {
+    a0 = load(acc);
+    a1 = load(acc + L);
+    a2 = load(acc + 2 * L);
+    a3 = load(acc + 3 * L);
+  }
   for (std::int64_t ii = 0; ii < n_in; ++ii) {
     const T* r0 = table + off[ii];
     const T* r1 = r0 + O;
@@ -143,16 +151,19 @@ void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
         const std::int64_t ni = std::min(IB, I - i0);
         for (std::int64_t bb = 0; bb < nb; ++bb) {
           const T* xr = x + (b0 + bb) * I + i0;
+          bool row_nonfinite = false;
+#pragma omp simd reduction(|| : row_nonfinite)
           for (std::int64_t ii = 0; ii < ni; ++ii) {
             std::int64_t k;
             T t;
             locate(g, xr[ii], k, t);
             off[bb][ii] = ((i0 + ii) * K + k) * O;
             const bool finite = is_finite(t);
-            any_nonfinite |= !finite;
+            row_nonfinite = row_nonfinite || !finite;
             w0[bb][ii] = finite ? T(1) - t : T(0);  // non-finite edges: see add_nonfinite_limits
             w1[bb][ii] = finite ? t : T(0);
           }
+          any_nonfinite = any_nonfinite || row_nonfinite;
         }
         for (std::int64_t o0 = oc0; o0 < oc1; o0 += OT) {
           const std::int64_t width = std::min(OT, oc1 - o0);
@@ -163,13 +174,14 @@ void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
             const bool first = (i0 == 0 && s0 == 0);
             for (std::int64_t bb = 0; bb < nb; ++bb) {
               T* yr = y + (b0 + bb) * O + o0;
-              for (std::int64_t oo = 0; oo < width; ++oo) acc[oo] = first ? T(0) : yr[oo];
-              if (width == OT) {
-                accumulate_full_tile(acc, table + o0, O, off[bb] + s0, w0[bb] + s0, w1[bb] + s0, ns);
-              } else {
-                accumulate_partial_tile(acc, table + o0, O, off[bb] + s0, w0[bb] + s0, w1[bb] + s0, ns,
-                                        width);
+              if (width == OT) {  // accumulate in registers straight from and to y
+                accumulate_full_tile(yr, first, table + o0, O, off[bb] + s0, w0[bb] + s0,
+                                     w1[bb] + s0, ns);
+                continue;
               }
+              for (std::int64_t oo = 0; oo < width; ++oo) acc[oo] = first ? T(0) : yr[oo];
+              accumulate_partial_tile(acc, table + o0, O, off[bb] + s0, w0[bb] + s0, w1[bb] + s0,
+                                      ns, width);
               for (std::int64_t oo = 0; oo < width; ++oo) yr[oo] = acc[oo];
             }
           }
@@ -204,85 +216,163 @@ void backward_input_gather(const Shape& s, const T* x, const T* table, const T* 
                            T* grad_x) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   if (N == 0) return;
-  constexpr std::int64_t OT = kOutTile<T>;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-  const std::int64_t IB = in_block(K, O, sizeof(T));
+  // Inputs per slice so that (inputs x K x O) of the table stays in L2 while kRows rows use it;
+  // each (b, i) is one dot product over the whole output row (one horizontal reduction).
+  const std::size_t per_input = static_cast<std::size_t>(K) * O * sizeof(T);
+  const std::int64_t IB = std::clamp<std::int64_t>(static_cast<std::int64_t>(kSliceBytes / per_input), 1, kMaxInBlock);
   const std::int64_t row_blocks = ceil_div(N, kRows), in_blocks = ceil_div(I, IB);
 
-  // Work item: rows x an input block; grad_x[b, block] is owned, summed over output tiles in order.
 #pragma omp parallel for collapse(2) schedule(static)
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
     for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
       const std::int64_t b0 = rb * kRows, b1 = std::min(N, b0 + kRows);
       const std::int64_t i0 = ib * IB, i1 = std::min(I, i0 + IB);
-      std::int64_t off[kRows][kMaxInBlock];
       for (std::int64_t b = b0; b < b1; ++b) {
+        const T* __restrict gy = grad_y + b * O;
         for (std::int64_t i = i0; i < i1; ++i) {
           std::int64_t k;
           T t;
-          locate(g, x[b * I + i], k, t);
-          off[b - b0][i - i0] = (i * K + k) * O;
-          grad_x[b * I + i] = T(0);
-        }
-      }
-      for (std::int64_t o0 = 0; o0 < O; o0 += OT) {
-        const std::int64_t width = std::min(OT, O - o0);
-        for (std::int64_t b = b0; b < b1; ++b) {
-          const T* __restrict gy = grad_y + b * O + o0;
-          for (std::int64_t i = i0; i < i1; ++i) {
-            const T* __restrict r0 = table + off[b - b0][i - i0] + o0;
-            const T* __restrict r1 = r0 + O;
-            T dot = T(0);
-#pragma omp simd reduction(+ : dot)
-            for (std::int64_t oo = 0; oo < width; ++oo) dot += gy[oo] * (r1[oo] - r0[oo]);
-            grad_x[b * I + i] += dot;
-          }
-        }
-      }
-      for (std::int64_t b = b0; b < b1; ++b) {
-        for (std::int64_t i = i0; i < i1; ++i) {
           const T xv = x[b * I + i];
+          locate(g, xv, k, t);
+          const T* __restrict r0 = table + (i * K + k) * O;
+          const T* __restrict r1 = r0 + O;
+          T dot = T(0);
+#pragma omp simd reduction(+ : dot)
+          for (std::int64_t o = 0; o < O; ++o) dot += gy[o] * (r1[o] - r0[o]);
           // NaN inputs propagate to their gradient; the slope itself is always finite.
-          grad_x[b * I + i] = (xv != xv) ? xv : grad_x[b * I + i] * g.slope;
+          grad_x[b * I + i] = (xv != xv) ? xv : dot * g.slope;
         }
       }
     }
   }
 }
 
+namespace {
+
+// grad_table rows of one input i and one output tile, for a chunk of batch rows already sorted by
+// interval: bucket k (rows order[start[k] .. start[k+1])) adds (1-t) g to row k and t g to row k+1.
+// Each gradient row is accumulated in registers from the buckets that touch it (k and k-1).
+template <class T>
+__attribute__((optimize("no-tree-vectorize"))) void table_grad_full_tile(
+    T* dC, std::int64_t O, std::int64_t K, const T* __restrict gy, const std::int32_t* start,
+    const std::int32_t* order, const T* tsorted) {
+  constexpr std::int64_t L = kLanes<T>;
+  for (std::int64_t k = 0; k < K; ++k) {
+    T* row = dC + k * O;
+    Vec<T> a0 = load(row), a1 = load(row + L), a2 = load(row + 2 * L), a3 = load(row + 3 * L);
+    if (k < K - 1) {
+      for (std::int32_t p = start[k]; p < start[k + 1]; ++p) {
+        const T* gr = gy + static_cast<std::int64_t>(order[p]) * O;
+        const T w = T(1) - tsorted[p];
+        a0 += w * load(gr);
+        a1 += w * load(gr + L);
+        a2 += w * load(gr + 2 * L);
+        a3 += w * load(gr + 3 * L);
+      }
+    }
+    if (k > 0) {
+      for (std::int32_t p = start[k - 1]; p < start[k]; ++p) {
+        const T* gr = gy + static_cast<std::int64_t>(order[p]) * O;
+        const T w = tsorted[p];
+        a0 += w * load(gr);
+        a1 += w * load(gr + L);
+        a2 += w * load(gr + 2 * L);
+        a3 += w * load(gr + 3 * L);
+      }
+    }
+    store(row, a0);
+    store(row + L, a1);
+    store(row + 2 * L, a2);
+    store(row + 3 * L, a3);
+  }
+}
+
+template <class T>
+void table_grad_partial_tile(T* dC, std::int64_t O, std::int64_t K, std::int64_t width,
+                             const T* __restrict gy, const std::int32_t* start,
+                             const std::int32_t* order, const T* tsorted) {
+  for (std::int64_t k = 0; k + 1 < K; ++k) {
+    for (std::int32_t p = start[k]; p < start[k + 1]; ++p) {
+      const T* __restrict gr = gy + static_cast<std::int64_t>(order[p]) * O;
+      T* __restrict r0 = dC + k * O;
+      T* __restrict r1 = r0 + O;
+      const T t = tsorted[p], a = T(1) - t;
+#pragma omp simd
+      for (std::int64_t oo = 0; oo < width; ++oo) {
+        r0[oo] += a * gr[oo];
+        r1[oo] += t * gr[oo];
+      }
+    }
+  }
+}
+
+constexpr std::int64_t kSortRows = 1024;  // batch rows bucket-sorted at a time (stack arrays)
+constexpr std::int64_t kMaxSortK = 4096;  // larger K: the direct scatter-add below is used
+
+}  // namespace
+
 template <class T>
 void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
+  constexpr std::int64_t OT = kOutTile<T>;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-  const std::int64_t IB = in_block(K, O, sizeof(T));
-  const std::int64_t in_blocks = ceil_div(I, IB), out_chunks = ceil_div(O, kOutChunk);
+  const std::int64_t out_chunks = ceil_div(O, kOutChunk);
 
-  // Work item: an input block x an output chunk of grad_table (an L2-sized slice), owned, so
-  // there are no write conflicts; rows are added in batch order, so the result is deterministic.
+  // Work item: one input x an output chunk of grad_table, owned, so there are no write conflicts;
+  // the summation order is fixed, so the result is deterministic.
 #pragma omp parallel for collapse(2) schedule(static)
-  for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
+  for (std::int64_t i = 0; i < I; ++i) {
     for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
-      const std::int64_t i0 = ib * IB, i1 = std::min(I, i0 + IB);
       const std::int64_t o0 = oc * kOutChunk, width = std::min(kOutChunk, O - o0);
-      for (std::int64_t i = i0; i < i1; ++i) {
-        for (std::int64_t k = 0; k < K; ++k) {
-          T* row = grad_table + (i * K + k) * O + o0;
-          for (std::int64_t oo = 0; oo < width; ++oo) row[oo] = T(0);
-        }
+      T* dC = grad_table + i * K * O + o0;
+      for (std::int64_t k = 0; k < K; ++k) {
+        for (std::int64_t oo = 0; oo < width; ++oo) dC[k * O + oo] = T(0);
       }
-      for (std::int64_t b = 0; b < N; ++b) {
-        const T* __restrict gy = grad_y + b * O + o0;
-        for (std::int64_t i = i0; i < i1; ++i) {
+      if (K > kMaxSortK) {  // rare: many control points; scatter-add row by row
+        for (std::int64_t b = 0; b < N; ++b) {
           std::int64_t k;
           T t;
           locate(g, x[b * I + i], k, t);
-          T* __restrict r0 = grad_table + (i * K + k) * O + o0;
+          const T* __restrict gy = grad_y + b * O + o0;
+          T* __restrict r0 = dC + k * O;
           T* __restrict r1 = r0 + O;
           const T a = T(1) - t;
 #pragma omp simd
           for (std::int64_t oo = 0; oo < width; ++oo) {
             r0[oo] += a * gy[oo];
             r1[oo] += t * gy[oo];
+          }
+        }
+        continue;
+      }
+      std::int32_t start[kMaxSortK + 1];
+      std::int32_t key[kSortRows], order[kSortRows];
+      T tval[kSortRows], tsorted[kSortRows];
+      for (std::int64_t b0 = 0; b0 < N; b0 += kSortRows) {
+        const std::int64_t nb = std::min(kSortRows, N - b0);
+        // Stable counting sort of the chunk's rows by interval k.
+        for (std::int64_t k = 0; k <= K; ++k) start[k] = 0;
+        for (std::int64_t r = 0; r < nb; ++r) {
+          std::int64_t k;
+          locate(g, x[(b0 + r) * I + i], k, tval[r]);
+          key[r] = static_cast<std::int32_t>(k);
+          ++start[k + 1];
+        }
+        for (std::int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
+        for (std::int64_t r = 0; r < nb; ++r) {
+          const std::int32_t p = start[key[r]]++;
+          order[p] = static_cast<std::int32_t>(r);
+          tsorted[p] = tval[r];
+        }
+        for (std::int64_t k = K; k > 0; --k) start[k] = start[k - 1];
+        start[0] = 0;
+        const T* gy = grad_y + b0 * O + o0;
+        for (std::int64_t t0 = 0; t0 < width; t0 += OT) {
+          if (t0 + OT <= width) {
+            table_grad_full_tile(dC + t0, O, K, gy + t0, start, order, tsorted);
+          } else {
+            table_grad_partial_tile(dC + t0, O, K, width - t0, gy + t0, start, order, tsorted);
           }
         }
       }
