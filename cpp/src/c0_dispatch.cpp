@@ -64,8 +64,8 @@ void validate(const Shape& s) {
   if (s.batch < 0) fail("expected batch >= 0, got " + std::to_string(s.batch));
   if (s.in < 1) fail("expected in_features >= 1, got " + std::to_string(s.in));
   if (s.out < 1) fail("expected out_features >= 1, got " + std::to_string(s.out));
-  if (s.num_control_points < 2) {
-    fail("expected num_control_points >= 2, got " + std::to_string(s.num_control_points));
+  if (s.num_control_points < 2 || s.num_control_points > std::numeric_limits<std::int32_t>::max()) {
+    fail("expected 2 <= num_control_points < 2^31, got " + std::to_string(s.num_control_points));
   }
   if (!(std::isfinite(s.spline_width) && s.spline_width > 0)) {
     fail("expected a finite spline_width > 0, got " + std::to_string(s.spline_width));

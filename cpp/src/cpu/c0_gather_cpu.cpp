@@ -29,7 +29,6 @@ constexpr std::int64_t kOutChunk = 256;             // outputs per work item (a 
 constexpr std::int64_t kRows = 256;                 // batch rows per forward work item
 constexpr std::int64_t kMaxInBlock = 16;            // inputs per slice (bounds the stack patch)
 constexpr std::size_t kSliceBytes = 512 * 1024;     // table slice meant to stay in L2
-constexpr std::size_t kL1SliceBytes = 24 * 1024 * 1024;    // forward: table part meant to stay in L1
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
@@ -75,8 +74,8 @@ inline void store(T* p, const Vec<T>& v) {
 // explicit vector operations and turn the row loads into gathers (5x slower).
 template <class T>
 __attribute__((optimize("no-tree-vectorize"))) void accumulate_full_tile(
-    T* acc, bool zero_start, const T* __restrict table, std::int64_t O, const std::int64_t* off,
-    const T* w0, const T* w1, std::int64_t n_in) {
+    T* acc, bool zero_start, const T* __restrict table, std::int64_t O, std::int64_t K,
+    const std::int32_t* kidx, const T* w0, const T* w1, std::int64_t n_in) {
   constexpr std::int64_t L = kLanes<T>;
   Vec<T> a0{}, a1{}, a2{}, a3{};
   if (!zero_start) {
@@ -86,7 +85,7 @@ __attribute__((optimize("no-tree-vectorize"))) void accumulate_full_tile(
     a3 = load(acc + 3 * L);
   }
   for (std::int64_t ii = 0; ii < n_in; ++ii) {
-    const T* r0 = table + off[ii];
+    const T* r0 = table + (ii * K + kidx[ii]) * O;
     const T* r1 = r0 + O;
     const T p = w0[ii], q = w1[ii];
     a0 += p * load(r0);
@@ -107,10 +106,10 @@ __attribute__((optimize("no-tree-vectorize"))) void accumulate_full_tile(
 // The same for a partial tile of `width` outputs.
 template <class T>
 inline void accumulate_partial_tile(T* __restrict acc, const T* __restrict table, std::int64_t O,
-                                    const std::int64_t* off, const T* w0, const T* w1,
-                                    std::int64_t n_in, std::int64_t width) {
+                                    std::int64_t K, const std::int32_t* kidx, const T* w0,
+                                    const T* w1, std::int64_t n_in, std::int64_t width) {
   for (std::int64_t ii = 0; ii < n_in; ++ii) {
-    const T* __restrict r0 = table + off[ii];
+    const T* __restrict r0 = table + (ii * K + kidx[ii]) * O;
     const T* __restrict r1 = r0 + O;
     const T p = w0[ii], q = w1[ii];
 #pragma omp simd
@@ -123,6 +122,50 @@ inline void accumulate_partial_tile(T* __restrict acc, const T* __restrict table
   }
 }
 
+// Interval index and blend weights of n consecutive inputs of one row, as one SIMD loop (the
+// same selects as detail::locate). Non-finite t get zero weights; returns how many there were.
+template <class T>
+inline int locate_row(const Grid<T>& g, const T* __restrict x, std::int64_t n,
+                      std::int32_t* __restrict kidx, T* __restrict w0, T* __restrict w1) {
+  int nonfinite = 0;
+#pragma omp simd reduction(+ : nonfinite)
+  for (std::int64_t ii = 0; ii < n; ++ii) {
+    const T u = ((x[ii] + g.half_width) * g.km1) / g.width;
+    const T kf = (u >= T(0)) ? ((u < g.last) ? std::floor(u) : g.last) : T(0);
+    const T t = u - kf;
+    const bool finite = (t - t) == T(0);
+    nonfinite += finite ? 0 : 1;
+    kidx[ii] = static_cast<std::int32_t>(kf);
+    w0[ii] = finite ? T(1) - t : T(0);
+    w1[ii] = finite ? t : T(0);
+  }
+  return nonfinite;
+}
+
+// sum_o g[o] * (r1[o] - r0[o]) with four independent vector accumulators (a single one would
+// serialise on the FMA latency).
+template <class T>
+__attribute__((optimize("no-tree-vectorize"))) T slope_dot(const T* __restrict g,
+                                                            const T* __restrict r0,
+                                                            const T* __restrict r1,
+                                                            std::int64_t n) {
+  constexpr std::int64_t L = kLanes<T>;
+  Vec<T> a0{}, a1{}, a2{}, a3{};
+  std::int64_t o = 0;
+  for (; o + 4 * L <= n; o += 4 * L) {
+    a0 += load(g + o) * (load(r1 + o) - load(r0 + o));
+    a1 += load(g + o + L) * (load(r1 + o + L) - load(r0 + o + L));
+    a2 += load(g + o + 2 * L) * (load(r1 + o + 2 * L) - load(r0 + o + 2 * L));
+    a3 += load(g + o + 3 * L) * (load(r1 + o + 3 * L) - load(r0 + o + 3 * L));
+  }
+  for (; o + L <= n; o += L) a0 += load(g + o) * (load(r1 + o) - load(r0 + o));
+  const Vec<T> a = (a0 + a1) + (a2 + a3);
+  T sum = T(0);
+  for (std::int64_t l = 0; l < L; ++l) sum += a[l];
+  for (; o < n; ++o) sum += g[o] * (r1[o] - r0[o]);
+  return sum;
+}
+
 }  // namespace
 
 template <class T>
@@ -132,8 +175,6 @@ void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
   constexpr std::int64_t OT = kOutTile<T>;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
   const std::int64_t IB = in_block(K, O, sizeof(T));
-  const std::int64_t IB1 = std::clamp<std::int64_t>(
-      static_cast<std::int64_t>(kL1SliceBytes / (K * OT * sizeof(T))), 1, IB);
   const std::int64_t row_blocks = ceil_div(N, kRows), out_chunks = ceil_div(O, kOutChunk);
   bool any_nonfinite = false;
 
@@ -142,48 +183,31 @@ void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
     for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
       const std::int64_t b0 = rb * kRows, nb = std::min(kRows, N - b0);
       const std::int64_t oc0 = oc * kOutChunk, oc1 = std::min(O, oc0 + kOutChunk);
-      // Patch of (row offset into the table, w0, w1) for nb rows x IB inputs.
-      std::int64_t off[kRows][kMaxInBlock];
+      // Patch of (interval, w0, w1) for nb rows x IB inputs, reused by every output tile.
+      std::int32_t kidx[kRows][kMaxInBlock];
       T w0[kRows][kMaxInBlock], w1[kRows][kMaxInBlock];
       alignas(64) T acc[OT];
 
       for (std::int64_t i0 = 0; i0 < I; i0 += IB) {
         const std::int64_t ni = std::min(IB, I - i0);
+        const T* slice = table + i0 * K * O;
+        int nonfinite = 0;
         for (std::int64_t bb = 0; bb < nb; ++bb) {
-          const T* xr = x + (b0 + bb) * I + i0;
-          bool row_nonfinite = false;
-#pragma omp simd reduction(|| : row_nonfinite)
-          for (std::int64_t ii = 0; ii < ni; ++ii) {
-            std::int64_t k;
-            T t;
-            locate(g, xr[ii], k, t);
-            off[bb][ii] = ((i0 + ii) * K + k) * O;
-            const bool finite = is_finite(t);
-            row_nonfinite = row_nonfinite || !finite;
-            w0[bb][ii] = finite ? T(1) - t : T(0);  // non-finite edges: see add_nonfinite_limits
-            w1[bb][ii] = finite ? t : T(0);
-          }
-          any_nonfinite = any_nonfinite || row_nonfinite;
+          nonfinite += locate_row(g, x + (b0 + bb) * I + i0, ni, kidx[bb], w0[bb], w1[bb]);
         }
+        any_nonfinite = any_nonfinite || nonfinite > 0;
         for (std::int64_t o0 = oc0; o0 < oc1; o0 += OT) {
           const std::int64_t width = std::min(OT, oc1 - o0);
-          // Sub-blocks of inputs whose (inputs x K x tile) table part fits in L1, so every row
-          // of the block reads it from L1.
-          for (std::int64_t s0 = 0; s0 < ni; s0 += IB1) {
-            const std::int64_t ns = std::min(IB1, ni - s0);
-            const bool first = (i0 == 0 && s0 == 0);
-            for (std::int64_t bb = 0; bb < nb; ++bb) {
-              T* yr = y + (b0 + bb) * O + o0;
-              if (width == OT) {  // accumulate in registers straight from and to y
-                accumulate_full_tile(yr, first, table + o0, O, off[bb] + s0, w0[bb] + s0,
-                                     w1[bb] + s0, ns);
-                continue;
-              }
-              for (std::int64_t oo = 0; oo < width; ++oo) acc[oo] = first ? T(0) : yr[oo];
-              accumulate_partial_tile(acc, table + o0, O, off[bb] + s0, w0[bb] + s0, w1[bb] + s0,
-                                      ns, width);
-              for (std::int64_t oo = 0; oo < width; ++oo) yr[oo] = acc[oo];
+          const bool first = (i0 == 0);
+          for (std::int64_t bb = 0; bb < nb; ++bb) {
+            T* yr = y + (b0 + bb) * O + o0;
+            if (width == OT) {  // accumulate in registers straight from and to y
+              accumulate_full_tile(yr, first, slice + o0, O, K, kidx[bb], w0[bb], w1[bb], ni);
+              continue;
             }
+            for (std::int64_t oo = 0; oo < width; ++oo) acc[oo] = first ? T(0) : yr[oo];
+            accumulate_partial_tile(acc, slice + o0, O, K, kidx[bb], w0[bb], w1[bb], ni, width);
+            for (std::int64_t oo = 0; oo < width; ++oo) yr[oo] = acc[oo];
           }
         }
       }
@@ -228,19 +252,17 @@ void backward_input_gather(const Shape& s, const T* x, const T* table, const T* 
     for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
       const std::int64_t b0 = rb * kRows, b1 = std::min(N, b0 + kRows);
       const std::int64_t i0 = ib * IB, i1 = std::min(I, i0 + IB);
+      std::int32_t kidx[kMaxInBlock];
+      T w0[kMaxInBlock], w1[kMaxInBlock];
       for (std::int64_t b = b0; b < b1; ++b) {
-        const T* __restrict gy = grad_y + b * O;
+        const T* gy = grad_y + b * O;
+        const T* xr = x + b * I + i0;
+        locate_row(g, xr, i1 - i0, kidx, w0, w1);
         for (std::int64_t i = i0; i < i1; ++i) {
-          std::int64_t k;
-          T t;
-          const T xv = x[b * I + i];
-          locate(g, xv, k, t);
-          const T* __restrict r0 = table + (i * K + k) * O;
-          const T* __restrict r1 = r0 + O;
-          T dot = T(0);
-#pragma omp simd reduction(+ : dot)
-          for (std::int64_t o = 0; o < O; ++o) dot += gy[o] * (r1[o] - r0[o]);
+          const T* r0 = table + (i * K + kidx[i - i0]) * O;
+          const T dot = slope_dot(gy, r0, r0 + O, O);
           // NaN inputs propagate to their gradient; the slope itself is always finite.
+          const T xv = xr[i - i0];
           grad_x[b * I + i] = (xv != xv) ? xv : dot * g.slope;
         }
       }
