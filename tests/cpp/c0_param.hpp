@@ -3,26 +3,32 @@
 
 #include <gtest/gtest.h>
 
+#include <ostream>
 #include <string>
-#include <tuple>
 
 #include "c0_reference.hpp"
 
 namespace kctest {
 
-using DtypeImpl = std::tuple<DType, Impl>;
+struct DtypeImpl {
+  DType dtype;
+  Impl impl;
+  std::string name() const {
+    return std::string(dtype == DType::float32 ? "float" : "double") + "_" + impl_label(impl);
+  }
+  // Readable test names in ctest ("# GetParam() = float_gather").
+  friend void PrintTo(const DtypeImpl& p, std::ostream* os) { *os << p.name(); }
+};
 
 inline std::string dtype_impl_name(const ::testing::TestParamInfo<DtypeImpl>& info) {
-  const DType dt = std::get<0>(info.param);
-  return std::string(dt == DType::float32 ? "float" : "double") + "_" +
-         impl_label(std::get<1>(info.param));
+  return info.param.name();
 }
 
 class DtypeImplTest : public ::testing::TestWithParam<DtypeImpl> {
  protected:
-  DType dtype() const { return std::get<0>(GetParam()); }
-  Impl impl() const { return std::get<1>(GetParam()); }
-  // Calls fn.template operator()<T>() with T = float or double.
+  DType dtype() const { return GetParam().dtype; }
+  Impl impl() const { return GetParam().impl; }
+  // Calls fn(T{}) with T = float or double.
   template <class Fn>
   void with_type(Fn&& fn) const {
     if (dtype() == DType::float32) {
@@ -33,12 +39,13 @@ class DtypeImplTest : public ::testing::TestWithParam<DtypeImpl> {
   }
 };
 
-#define KCTEST_INSTANTIATE_DTYPE_IMPL(suite)                                                 \
-  INSTANTIATE_TEST_SUITE_P(All, suite,                                                       \
-                           ::testing::Combine(::testing::Values(kctest::DType::float32,      \
-                                                                kctest::DType::float64),     \
-                                              ::testing::Values(kctest::Impl::gather,        \
-                                                                kctest::Impl::csr)),         \
-                           kctest::dtype_impl_name)
+#define KCTEST_INSTANTIATE_DTYPE_IMPL(suite)                                                  \
+  INSTANTIATE_TEST_SUITE_P(                                                                   \
+      All, suite,                                                                             \
+      ::testing::Values(kctest::DtypeImpl{kctest::DType::float32, kctest::Impl::gather},      \
+                        kctest::DtypeImpl{kctest::DType::float32, kctest::Impl::csr},         \
+                        kctest::DtypeImpl{kctest::DType::float64, kctest::Impl::gather},      \
+                        kctest::DtypeImpl{kctest::DType::float64, kctest::Impl::csr}),        \
+      kctest::dtype_impl_name)
 
 }  // namespace kctest

@@ -337,13 +337,17 @@ inline std::string describe(const Shape& s) {
   return o.str();
 }
 
-// A fixed set of shapes: the K values 2, 3, 31, 256, batch 0, odd sizes around the kernels'
-// block sizes (8 rows, 32/256 outputs, 128 inputs), then random shapes.
+// A fixed set of shapes: the K values 2, 3, 31, 256, batch 0, sizes on both sides of typical
+// SIMD / tile widths (8, 16, 32, 64, 256 outputs; 16 and 128 inputs), K beyond 4096 (the kernels
+// may switch strategy for very many control points), then random shapes. Nothing here depends on
+// the kernels' current block sizes; see the *AcrossBlockBoundaries tests for larger shapes.
 inline std::vector<Shape> test_shapes() {
   std::vector<Shape> v = {
       {1, 1, 1, 2, 2.0},      {5, 3, 7, 2, 0.5},      {13, 9, 33, 3, 4.0},     {8, 32, 32, 31, 1.0},
       {17, 70, 65, 256, 3.0}, {0, 4, 5, 6, 4.0},      {50, 1, 70, 31, 7.5},    {9, 129, 31, 5, 2.5},
       {33, 17, 257, 4, 1.25}, {7, 2, 1, 256, 0.1},    {1, 70, 1, 3, 12.0},     {40, 5, 64, 2, 4.0},
+      {21, 16, 16, 8, 2.0},   {3, 17, 63, 3, 1.0},    {19, 15, 129, 11, 5.0},  {40, 2, 3, 5000, 4.0},
+      {6, 1, 70, 4097, 0.7},
   };
   Rng rng(20240611);
   for (int n = 0; n < 16; ++n) {

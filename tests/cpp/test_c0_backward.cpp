@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <ostream>
+#include <string>
 #include <vector>
 
 #include "c0_param.hpp"
@@ -54,11 +56,12 @@ TEST_P(C0Backward, TableGradMatchesReferenceOnRandomShapes) {
   });
 }
 
-// Crosses the kernels' row blocks (32 / 64 rows) and the 128-input / 256-output blocks.
+// Meant to cross the kernels' blocking boundaries: more than 1024 batch rows, more than 128
+// inputs, more than 256 outputs with a ragged last tile.
 TEST_P(C0Backward, BothGradsMatchReferenceAcrossBlockBoundaries) {
   with_type([&](auto zero) {
     using T = decltype(zero);
-    const Shape s{150, 130, 260, 9, 1.7};
+    const Shape s{1100, 20, 260, 9, 1.7};
     Rng rng(99);
     const auto x = input_buffer(random_x<T>(s, rng));
     const auto C = input_buffer(random_table<T>(s, rng));
@@ -81,7 +84,7 @@ TEST_P(C0Backward, BothGradsMatchReferenceAcrossBlockBoundaries) {
 TEST_P(C0Backward, TableGradIsBitwiseDeterministic) {
   with_type([&](auto zero) {
     using T = decltype(zero);
-    const Shape s{1000, 12, 40, 3, 2.0};
+    const Shape s{2100, 12, 70, 3, 2.0};
     Rng rng(123);
     const auto x = random_x<T>(s, rng);
     const auto g = random_vec<T>(idx(s.batch * s.out), rng, -1e3, 1e3);
@@ -103,6 +106,17 @@ KCTEST_INSTANTIATE_DTYPE_IMPL(C0Backward);
 // with a step that stays inside the segment are exact up to rounding; the analytic gradients of
 // both impls must match them.
 class C0FiniteDifference : public ::testing::TestWithParam<Impl> {};
+
+}  // namespace
+}  // namespace kctest
+
+namespace kancore::c0 {
+// Readable parameter in ctest names ("# GetParam() = csr").
+inline void PrintTo(Impl impl, std::ostream* os) { *os << kctest::impl_label(impl); }
+}  // namespace kancore::c0
+
+namespace kctest {
+namespace {
 
 double loss(const Shape& s, Impl impl, const std::vector<double>& x, const std::vector<double>& C,
             const std::vector<double>& g) {

@@ -56,7 +56,8 @@ void backward_input(const Shape& shape, DType dtype, Impl impl, const void* x, c
                     std::size_t workspace_bytes = 0, const ExecContext& ctx = {});
 
 // grad_table[i,k,o] = sum_b (1-t) g[b,o] at k, + t g[b,o] at k+1. Overwrites grad_table.
-// On the CPU the result is deterministic (bitwise the same run to run).
+// A non-finite input contributes by IEEE arithmetic of that formula (NaN or ±inf in the two
+// rows it touches). On the CPU the result is deterministic (bitwise the same run to run).
 void backward_table(const Shape& shape, DType dtype, Impl impl, const void* x, const void* grad_y,
                     void* grad_table, void* workspace = nullptr, std::size_t workspace_bytes = 0,
                     const ExecContext& ctx = {});
