@@ -2,13 +2,14 @@
 
 NumPy arrays and torch tensors both reach ``kancore._core`` here, as raw addresses plus shape,
 dtype, device and stream. Everything is checked before the call: the kernels trust what they
-get. Torch support is registered as ``torch.library`` custom ops (``kancore::c0_forward`` and
-``kancore::c0_backward``) with fake implementations and an autograd formula, so the layer runs
-under ``torch.compile`` without graph breaks. Torch is optional: without it only the NumPy
-functions exist.
+get. Torch support is registered by ``torch_ops()`` on first use as ``torch.library`` custom ops
+(``kancore::c0_forward`` and ``kancore::c0_backward``) with fake implementations and an autograd
+formula, so the layer runs under ``torch.compile`` without graph breaks. Torch is optional and
+is not imported by ``import kancore``.
 """
-from __future__ import annotations
 
+import functools
+from types import SimpleNamespace
 from typing import Tuple
 
 import numpy as np
@@ -96,14 +97,14 @@ def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "
 
 
 # ----------------------------------------------------------------------------------------------
-# torch (optional)
+# torch (optional, loaded on first use so `import kancore` stays light for NumPy users)
 
-try:
+
+@functools.lru_cache(maxsize=None)
+def torch_ops() -> SimpleNamespace:
+    """Register the torch custom ops once and return them (imports torch)."""
     import torch
-except ImportError:  # NumPy-only installation
-    torch = None
 
-if torch is not None:
     _TORCH_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
     def _device_args(t: "torch.Tensor"):
@@ -200,3 +201,6 @@ if torch is not None:
             raise ValueError(
                 f"expected x of shape (..., {table.shape[0]}), got {tuple(x.shape)}"
             )
+
+    return SimpleNamespace(c0_forward=c0_forward, c0_backward=c0_backward,
+                           check_operands=check_torch_operands)

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 
 from . import _ops
 
+_torch_ops = _ops.torch_ops()  # registers the kancore:: custom ops
+
 INITS = ("random_normal", "identity", "zero")
 VARIANTS = ("B-spline", "parallel_scan", "DCT")
 
@@ -151,12 +153,12 @@ class KANLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         table = self._table()
-        _ops.check_torch_operands(x, table)
+        _torch_ops.check_operands(x, table)
         _ops.check_impl(self.impl)
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise ValueError("KANLayer input contains NaN or ±inf (check_finite=True)")
         lead = x.shape[:-1]
-        y = _ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl)
+        y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl)
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
