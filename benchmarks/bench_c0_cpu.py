@@ -14,36 +14,59 @@ Implementations: ``kancore.KANLayer`` with ``impl="embedding_bag"`` (the native 
 and ``impl="sparse_matmul_csr"`` (the native CSR path); ``kanditioned.KANLayer`` 1.0.4 with
 ``impl="embedding_bag"`` and ``impl="embedding"`` (its ``sparse_matmul_csr`` raises
 ``RuntimeError: addmm: mat2 must be a matrix`` and is skipped); ``torch.nn.Linear(in, out)`` as
-the baseline. kancore and kanditioned get the same weights (kanditioned's state_dict is loaded
-into kancore) and their forward outputs are checked to agree before anything is timed.
+the baseline. kancore and kanditioned get the same weights (a kanditioned state_dict is loaded
+into kancore, and kancore's state_dict into the kanditioned layers), and every implementation's
+forward output is asserted to agree with kanditioned's ``embedding_bag`` (``allclose``,
+``atol = 1e-4 * max|y|``) before anything is timed; the gradients are compared too and the
+differences are stored in the JSON.
 
-Timing: ``torch.set_num_threads(os.cpu_count())``; a few warm-up runs, then an adaptive repeat
-count (aiming at ``--target`` seconds per measurement, with a minimum and a maximum count);
-each run is timed on its own with ``time.perf_counter`` and the median and the minimum are
-reported.
+Timing (phase 1, all shapes): ``torch.set_num_threads(os.cpu_count())``; warm-up runs, then a
+calibration run whose time sets the repeat count (aiming at ``--target`` seconds per
+measurement, between a minimum and a maximum count); each run is timed on its own with
+``time.perf_counter`` and the median and the minimum are reported. Other processes on the
+machine disturb the timings badly (with 2 cores, a busy neighbour makes torch's OpenMP threads
+wait for time slices), so each measurement records the CPU time the *rest* of the machine used
+meanwhile (``/proc/stat`` busy time minus this process's ``os.times()``), waits (up to
+``--idle-wait`` s) for the machine to be quiet before starting, and is redone (up to
+``--retries`` times, keeping the least disturbed attempt) when others used more than 0.1 CPU on
+average; waits and re-runs together are capped at ``--budget`` seconds per benchmark run. Cells
+still disturbed are marked ``*`` in the table. Warm-up stops early (after at least one run) once
+it has taken half of ``--target``, so slow cells do not spend long warming up.
 
-Peak memory (PyTorch keeps no allocator statistics on the CPU, so the kernel's RSS accounting
-is used instead):
+Peak memory (phase 2, after all timing; PyTorch keeps no allocator statistics on the CPU, so the
+kernel's RSS accounting is used):
 
-1. at start-up glibc's ``mallopt(M_MMAP_THRESHOLD = -3, 64 KiB)`` is called via ctypes. This
-   fixes the mmap threshold (disabling glibc's dynamic threshold), so every block of 64 KiB or
-   more is mmap'ed and handed back to the OS as soon as it is freed; the RSS then follows the
-   live tensors instead of a high-water mark of the malloc heap;
-2. per implementation and shape: ``gc.collect()``; write ``"5"`` to ``/proc/self/clear_refs``,
-   which resets the process's peak RSS (``VmHWM``) to its current RSS; read ``VmRSS`` from
-   ``/proc/self/status`` as the baseline (the layer, ``x`` and ``g`` already exist); run one
-   fwd+bwd (the layer has been warmed up by the timing runs); read ``VmHWM``.
-   ``peak extra = VmHWM - baseline``: everything the fwd+bwd allocated at its peak, i.e.
-   activations/workspaces, the output and the gradients of ``x`` and of the weights.
-   This is repeated ``--mem-repeats`` times and the minimum is reported.
+1. glibc's ``mallopt(M_MMAP_THRESHOLD = -3, 64 KiB)`` is called via ctypes. This fixes the mmap
+   threshold (and disables glibc's dynamic threshold), so every block of 64 KiB or more is
+   mmap'ed and handed back to the OS as soon as it is freed; RSS then follows the live tensors
+   instead of the high-water mark of the malloc heap. It is called when phase 2 starts, not at
+   start-up, because it also makes every large allocation a fresh mmap + page faults, which
+   slows allocation-heavy code (kanditioned builds several index/weight tensors per call) by up
+   to several times and would bias the timings (``--mallopt-at-startup`` does it at start-up
+   anyway).
+2. per shape, the layers and ``x``, ``g`` are built afresh; per implementation:
+   ``gc.collect()``; glibc ``malloc_trim(0)``, which hands the malloc arenas' free pages back
+   to the OS (otherwise memory freed earlier but still resident could be reused during the run
+   without showing up in the RSS); write ``"5"`` to ``/proc/self/clear_refs``, which resets the
+   process's peak RSS (``VmHWM``) to its current RSS; read ``VmRSS`` from ``/proc/self/status``
+   as the baseline (the layer, ``x`` and ``g`` already exist); run one fwd+bwd; read ``VmHWM``.
+   ``peak extra = VmHWM - baseline``: everything the fwd+bwd had allocated at its peak, i.e.
+   saved activations, temporaries and workspaces, the output and the gradients of ``x`` and
+   of the weights. Repeated ``--mem-repeats`` times; the largest value is reported (the first
+   run of each fresh layer is included, so one-time allocations are counted).
 3. fallback when ``/proc/self/clear_refs`` is not writable (or with ``--mem-method fork``):
-   the run happens in a child made with ``os.fork()``; a fresh child's ``VmHWM`` starts at its
-   RSS at fork time, so ``VmHWM - VmRSS(at child start)`` read in the child is the same
-   quantity. The method used is printed and stored in the results.
+   ``gc.collect()`` and ``malloc_trim(0)``, then ``os.fork()``. A fresh child's ``VmHWM``
+   starts at its RSS at fork time, but fork does not copy the page tables of file-backed
+   mappings, so the child's first run would also count the library code it pages in. The child
+   therefore runs and frees one fwd+bwd, reads ``VmRSS`` as the baseline, runs the measured
+   fwd+bwd and reports ``VmHWM - baseline`` (the first run's peak cannot exceed the second's).
+   The child runs with one torch/OpenMP thread: GNU OpenMP's thread pool does not survive
+   ``fork()`` (a multi-threaded region in the child hangs), so per-thread buffers may differ a
+   little. The method used is printed and stored in the results.
 
-RSS counts pages actually touched, at 4 KiB granularity; allocations below the 64 KiB
-threshold come from malloc arenas that may already hold free memory, so a few hundred KiB of
-noise is expected.
+RSS counts the pages actually touched (4 KiB granularity; untouched parts of an allocation are
+not counted), and the kernel's RSS counters are approximate (per-CPU batches): on Linux 6.x the
+VmHWM of a freed 1-16 MiB tensor read ~0.3 MiB low, so differences below ~0.5 MiB are noise.
 
 Usage::
 
@@ -52,7 +75,7 @@ Usage::
     .venv/bin/python benchmarks/bench_c0_cpu.py --shapes 1024x256x256x32 --out /tmp/bench
 
 Results: a markdown table on stdout, plus ``bench_c0_cpu.json`` and ``bench_c0_cpu.md`` in
-``--out`` (default ``benchmarks/results/``).
+``--out`` (default ``benchmarks/results/``, git-ignored).
 """
 from __future__ import annotations
 
@@ -73,25 +96,46 @@ from pathlib import Path
 
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 64 * 1024
+CONTENDED_CPUS = 0.1  # other processes' average CPU use above which a timing counts as disturbed
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+_MALLOC_TRIM = getattr(_LIBC, "malloc_trim", None)
+if _MALLOC_TRIM is not None:
+    _MALLOC_TRIM.argtypes = (ctypes.c_size_t,)
+    _MALLOC_TRIM.restype = ctypes.c_int
+
+
+def _trim_heap() -> None:
+    """Give the malloc arenas' free pages back to the OS (glibc malloc_trim(0)), so that memory
+    freed earlier but still resident cannot be reused during a measurement without showing up
+    in the RSS."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _set_mmap_threshold() -> str:
-    """Fix glibc's mmap threshold so freed large blocks go back to the OS. Must run before
-    the big allocations start; returns a description of what happened."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError) as exc:  # not glibc (e.g. musl, macOS)
-        return f"mallopt unavailable ({exc}); RSS may include freed heap memory"
+    """Fix glibc's mmap threshold so freed large blocks go back to the OS.
+    Returns a description of what happened."""
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if mallopt is None:  # not glibc (e.g. musl, macOS)
+        return "mallopt unavailable; RSS may include freed heap memory"
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    if ok != 1:
+    if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) != 1:
         return "mallopt(M_MMAP_THRESHOLD) failed; RSS may include freed heap memory"
-    return f"glibc mallopt(M_MMAP_THRESHOLD, {MMAP_THRESHOLD_BYTES}) set"
+    return f"glibc mallopt(M_MMAP_THRESHOLD, {MMAP_THRESHOLD_BYTES})"
 
 
-MALLOPT_STATUS = _set_mmap_threshold()  # before torch allocates anything
+MALLOPT_AT_STARTUP = "--mallopt-at-startup" in sys.argv[1:]
+MALLOPT_STATUS = _set_mmap_threshold() if MALLOPT_AT_STARTUP else None
 
 import torch  # noqa: E402
 
@@ -116,7 +160,9 @@ IMPLS = (
     ("kanditioned embedding", "kanditioned", "embedding"),
     ("nn.Linear", "linear", None),
 )
-KANCORE_MAIN = "kancore embedding_bag"
+REFERENCE = "kanditioned embedding_bag"
+SKIPPED = ("kanditioned impl='sparse_matmul_csr' is skipped: it raises "
+           "(RuntimeError: addmm: mat2 must be a matrix, got 3-D tensor)")
 
 # --------------------------------------------------------------------------------------------
 # /proc helpers
@@ -130,18 +176,53 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
 def _clear_refs_writable() -> bool:
     try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+        _reset_peak_rss()
         return True
     except OSError:
         return False
 
 
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_snapshot():
+    """(machine busy CPU seconds, this process's CPU seconds, wall time), or None without /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    t = os.times()
+    return busy / _CLK_TCK, t.user + t.system, time.perf_counter()
+
+
+def _foreign_cpus(start, end) -> float | None:
+    """Average number of CPUs other processes kept busy between two snapshots."""
+    if start is None or end is None or end[2] <= start[2]:
+        return None
+    foreign = (end[0] - start[0]) - (end[1] - start[1])
+    return max(0.0, foreign / (end[2] - start[2]))
+
+
+def _wait_idle(max_wait: float, window: float = 0.3) -> float:
+    """Sleep until other processes use < CONTENDED_CPUS over a window; returns seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < max_wait:
+        a = _cpu_snapshot()
+        time.sleep(window)
+        load = _foreign_cpus(a, _cpu_snapshot())
+        if load is None or load < CONTENDED_CPUS:
+            break
+    return time.perf_counter() - t0
 
 
 def _cpu_model() -> str:
@@ -153,6 +234,14 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def _loadavg() -> str | None:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return None
 
 
 def _version(dist: str, module=None) -> str:
@@ -180,23 +269,24 @@ def _git_rev() -> str | None:
 # layers and runs
 
 
-def _make_layers(B: int, I: int, O: int, K: int, seed: int):
-    """Build every layer for one shape; kancore gets kanditioned's weights."""
+def _make_layers(I: int, O: int, K: int, seed: int) -> dict:
+    """Build every layer for one shape, all KAN layers with the same weights: a kanditioned
+    layer's state_dict goes into kancore, and kancore's back into kanditioned (both directions
+    of the drop-in promise)."""
     torch.manual_seed(seed)
-    reference = KanditionedKAN(I, O, "random_normal", num_control_points=K, impl="embedding_bag")
-    state = reference.state_dict()
+    state = KanditionedKAN(I, O, "random_normal", num_control_points=K, impl=REFERENCE.split()[1]).state_dict()
     layers = {}
     for label, family, impl in IMPLS:
         if family == "kancore":
             layer = KancoreKAN(I, O, "random_normal", num_control_points=K, impl=impl)
             layer.load_state_dict(state)
+            state = layer.state_dict()
         elif family == "kanditioned":
             layer = KanditionedKAN(I, O, "random_normal", num_control_points=K, impl=impl)
             layer.load_state_dict(state)
         else:
             layer = torch.nn.Linear(I, O)
         layers[label] = layer
-    del reference
     return layers
 
 
@@ -218,88 +308,143 @@ def _fwd(layer, x) -> None:
 
 
 def _fwd_bwd(layer, x, g) -> None:
-    y = layer(x)
-    y.backward(g)
+    layer(x).backward(g)
 
 
-def _sanity_check(layers, x, g) -> dict:
-    """kancore and kanditioned must compute the same function (forward asserted; the grads
-    are compared and reported)."""
-    ref_label = "kanditioned embedding_bag"
-    ref = layers[ref_label]
+def _sanity_check(layers: dict, x, g) -> dict:
+    """Every KAN implementation must compute kanditioned embedding_bag's function (forward
+    asserted; gradient differences reported)."""
+    ref = layers[REFERENCE]
     _clear_grads(ref, x)
     y_ref = ref(x)
     y_ref.backward(g)
     gx_ref, gw_ref = x.grad.clone(), ref.kan_weight.grad.clone()
     y_ref = y_ref.detach()
     tol = 1e-4 * float(y_ref.abs().max())
-    report = {"reference": ref_label, "atol": tol}
+    report = {"reference": REFERENCE, "atol": tol, "rtol": 1e-4}
     for label, family, _ in IMPLS:
-        if family == "linear" or label == ref_label:
+        if family == "linear" or label == REFERENCE:
             continue
         layer = layers[label]
         _clear_grads(layer, x)
         y = layer(x)
         y.backward(g)
         y = y.detach()
+        diff = float((y - y_ref).abs().max())
         if not torch.allclose(y, y_ref, rtol=1e-4, atol=tol):
-            raise AssertionError(
-                f"{label} disagrees with {ref_label}: max |diff| = {(y - y_ref).abs().max():.3e} "
-                f"(atol {tol:.3e})")
-        gx_tol = 1e-4 * float(gx_ref.abs().max()) + 1e-6
-        gw_tol = 1e-4 * float(gw_ref.abs().max()) + 1e-6
+            raise AssertionError(f"{label} disagrees with {REFERENCE}: max |diff| = {diff:.3e} "
+                                 f"(atol {tol:.3e})")
         gx_diff = float((x.grad - gx_ref).abs().max())
         gw_diff = float((layer.kan_weight.grad - gw_ref).abs().max())
         report[label] = {
-            "fwd_max_abs_diff": float((y - y_ref).abs().max()),
+            "fwd_max_abs_diff": diff,
             "grad_x_max_abs_diff": gx_diff,
+            "grad_x_max_abs": float(gx_ref.abs().max()),
             "grad_w_max_abs_diff": gw_diff,
-            "grads_close": gx_diff <= gx_tol and gw_diff <= gw_tol,
+            "grad_w_max_abs": float(gw_ref.abs().max()),
+            "grads_close": bool(gx_diff <= 1e-4 * float(gx_ref.abs().max()) + 1e-6
+                                and gw_diff <= 1e-4 * float(gw_ref.abs().max()) + 1e-6),
         }
         _clear_grads(layer, x)
     _clear_grads(ref, x)
     return report
 
 
-def _time(fn, clear, warmup: int, target_s: float, min_reps: int, max_reps: int) -> dict:
-    for _ in range(warmup):
-        clear()
-        fn()
-    # Estimate the run time from the warm-up-free calibration run, then pick the repeat count.
-    clear()
-    t0 = time.perf_counter()
-    fn()
-    est = time.perf_counter() - t0
-    reps = int(min(max_reps, max(min_reps, target_s / max(est, 1e-7))))
-    times = []
-    for _ in range(reps):
-        clear()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {
-        "median_ms": statistics.median(times) * 1e3,
-        "min_ms": min(times) * 1e3,
-        "reps": reps,
-    }
+class Timer:
+    """Times one callable per call; see the module docstring. ``budget_s`` caps the total time
+    spent waiting for a quiet machine and re-running disturbed cells over the whole run."""
+
+    def __init__(self, warmup: int, target_s: float, min_reps: int, max_reps: int,
+                 retries: int, idle_wait: float, budget_s: float):
+        self.warmup, self.target_s = warmup, target_s
+        self.min_reps, self.max_reps = min_reps, max_reps
+        self.retries, self.idle_wait = retries, idle_wait
+        self.budget_left = budget_s
+
+    def _attempt(self, fn, clear, reps=None) -> dict:
+        waited = 0.0
+        if self.idle_wait > 0 and self.budget_left > 0:
+            waited = _wait_idle(min(self.idle_wait, self.budget_left))
+            self.budget_left -= waited
+        t_warm = time.perf_counter()
+        for _ in range(self.warmup):  # at most ~target/2 of warm-up for slow cells, at least one
+            clear()
+            fn()
+            if time.perf_counter() - t_warm > 0.5 * self.target_s:
+                break
+        start = _cpu_snapshot()
+        times = []
+
+        def one():
+            clear()
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+
+        one()  # calibration run; it counts as a sample
+        if reps is None:
+            reps = int(min(self.max_reps, max(self.min_reps, round(self.target_s / max(times[0], 1e-7)))))
+        while len(times) < reps:
+            one()
+        end = _cpu_snapshot()
+        return {
+            "median_ms": statistics.median(times) * 1e3,
+            "min_ms": min(times) * 1e3,
+            "reps": len(times),
+            "foreign_cpus": _foreign_cpus(start, end),
+            "idle_wait_s": round(waited, 2),
+            "duration_s": (end[2] - start[2]) if start and end else None,
+        }
+
+    def __call__(self, fn, clear) -> dict:
+        best = None
+        attempts = 0
+        while True:
+            res = self._attempt(fn, clear, None if best is None else best["reps"])
+            if attempts > 0:  # re-runs are paid from the budget
+                self.budget_left -= res["duration_s"] or 0.0
+            attempts += 1
+            load = res["foreign_cpus"]
+            if best is None or (load is not None and load < (best["foreign_cpus"] or 0.0)):
+                best = res
+            if (load is None or load < CONTENDED_CPUS or attempts > self.retries
+                    or self.budget_left < (res["duration_s"] or 0.0)):
+                break
+        best["attempts"] = attempts
+        best["disturbed"] = best["foreign_cpus"] is not None and best["foreign_cpus"] >= CONTENDED_CPUS
+        return best
 
 
-def _peak_clear_refs(run) -> int:
+def _peak_clear_refs(run, clear) -> int:
     gc.collect()
+    _trim_heap()
     _reset_peak_rss()
     base = _status_kib("VmRSS")
     run()
     return _status_kib("VmHWM") - base
 
 
-def _peak_fork(run) -> int:
+def _peak_fork(run, clear, timeout_s: float = 300.0) -> int:
+    # The child's VmHWM starts at its RSS at fork time, so anything that lowers the RSS in the
+    # child (trimming the heap) would inflate the result: collect and trim here, before forking.
+    gc.collect()
+    _trim_heap()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: measure and report through the pipe, never return
+    if pid == 0:  # child: measure, report through the pipe, never return
         code = 0
         try:
             os.close(read_fd)
+            # GNU OpenMP's thread pool does not survive fork(): a multi-threaded parallel region
+            # in the child waits for threads that only exist in the parent. Run single-threaded.
+            torch.set_num_threads(1)
+            # fork() does not copy the page tables of file-backed mappings, so the child's first
+            # run faults in library code and would count it. Run once first: its peak cannot
+            # exceed the second run's baseline + peak, so VmHWM ends at the second run's peak.
+            run()
+            clear()
             gc.collect()
+            _trim_heap()
             base = _status_kib("VmRSS")
             run()
             os.write(write_fd, str(_status_kib("VmHWM") - base).encode())
@@ -308,74 +453,85 @@ def _peak_fork(run) -> int:
         finally:
             os._exit(code)
     os.close(write_fd)
+    deadline = time.monotonic() + timeout_s
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, 9)  # our own child only
+        os.waitpid(pid, 0)
+        os.close(read_fd)
+        raise RuntimeError(f"forked memory measurement did not finish in {timeout_s} s")
     with os.fdopen(read_fd) as f:
         text = f.read()
-    _, status = os.waitpid(pid, 0)
     if not text or os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError("forked memory measurement failed")
     return int(text)
 
 
 def _peak_extra_kib(layer, x, g, method: str, repeats: int) -> list[int]:
-    results = []
+    measure = _peak_clear_refs if method == "clear_refs" else _peak_fork
+    runs = []
     for _ in range(repeats):
         _clear_grads(layer, x)
-        if method == "clear_refs":
-            results.append(_peak_clear_refs(lambda: _fwd_bwd(layer, x, g)))
-        else:
-            results.append(_peak_fork(lambda: _fwd_bwd(layer, x, g)))
+        runs.append(measure(lambda: _fwd_bwd(layer, x, g), lambda: _clear_grads(layer, x)))
         _clear_grads(layer, x)
-    return results
+    return runs
 
 
 # --------------------------------------------------------------------------------------------
 # output
 
 
-def _fmt(v, spec=".3f"):
-    return "—" if v is None else format(v, spec)
-
-
 def _shape_name(shape) -> str:
     return "x".join(str(s) for s in shape)
 
 
+def _ms(t: dict) -> str:
+    return f"{t['median_ms']:.3f} ({t['min_ms']:.3f})" + ("*" if t.get("disturbed") else "")
+
+
 def _markdown(meta: dict, results: list[dict]) -> str:
     lines = [
-        "# C0 KAN layer, CPU: kancore vs kanditioned vs nn.Linear",
+        "# C0 KAN layer on the CPU: kancore vs kanditioned vs nn.Linear",
         "",
-        f"- date: {meta['date']}",
-        f"- CPU: {meta['cpu_model']}, torch threads: {meta['threads']} (os.cpu_count() = {meta['cpu_count']})",
+        f"- date: {meta['date']}; total {meta['total_s']} s",
+        f"- CPU: {meta['cpu_model']}; torch threads: {meta['threads']} (os.cpu_count() = {meta['cpu_count']}); "
+        f"load average at start / end: {meta['loadavg_start']} / {meta['loadavg_end']}",
         f"- torch {meta['torch_version']}, kanditioned {meta['kanditioned_version']}, "
         f"kancore {meta['kancore_version']}" + (f" (git {meta['git']})" if meta.get("git") else ""),
-        f"- mode: {'quick' if meta['quick'] else 'full'}; dtype float32; x ~ U(-2, 2), requires_grad=True",
-        "- fwd: `layer(x)` under `torch.no_grad()`; fwd+bwd: `layer(x).backward(g)`, g fixed random "
-        "(grads of x and of the weights); times are medians (min in parentheses) of repeated "
-        "`time.perf_counter` runs after warm-up",
-        f"- peak extra memory: {meta['memory_method_text']}",
-        "- vs Linear: fwd+bwd median / nn.Linear's fwd+bwd median. kancore speed-up: kanditioned's "
-        "faster impl's median / kancore's median (fwd, fwd+bwd)",
-        f"- {meta['skipped']}",
+        f"- mode: {'quick' if meta['quick'] else 'full'}; float32; x ~ U(-2, 2) with requires_grad=True; "
+        "kancore loads kanditioned's state_dict and all outputs were checked to agree",
+        "- fwd: `layer(x)` under `torch.no_grad()`; fwd+bwd: `layer(x).backward(g)` with a fixed random g "
+        "(grads of x and of the weights). Times: median (min) in ms of repeated `time.perf_counter` runs "
+        f"after warm-up, about {meta['target_s']} s per cell; `*` = other processes used >= "
+        f"{CONTENDED_CPUS} CPU during that cell (numbers disturbed)",
+        "- vs Linear: fwd+bwd median / nn.Linear's fwd+bwd median. kancore speed-up: median of "
+        "kanditioned's faster impl / kancore's median, for fwd and for fwd+bwd",
+        f"- peak extra MiB: {meta['memory_method_text']}",
+        f"- {SKIPPED}",
         "",
     ]
     for res in results:
         B, I, O, K = res["shape"]
-        lines.append(f"## batch={B}, in={I}, out={O}, K={K}")
-        lines.append("")
-        lines.append("| implementation | fwd ms | fwd+bwd ms | fwd+bwd vs Linear | kancore speed-up "
-                     "(fwd / fwd+bwd) | peak extra MiB |")
-        lines.append("|---|---:|---:|---:|---:|---:|")
+        lines += [
+            f"## batch={B}, in={I}, out={O}, K={K}",
+            "",
+            "| implementation | fwd ms | fwd+bwd ms | fwd+bwd vs Linear | kancore speed-up fwd / fwd+bwd "
+            "| peak extra MiB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for row in res["rows"]:
             sp = row.get("speedup_vs_kanditioned")
             sp_text = "—" if sp is None else f"{sp['fwd']:.2f}× / {sp['fwd_bwd']:.2f}×"
+            mem = row.get("peak_extra_mib")
             lines.append(
-                f"| {row['label']} "
-                f"| {_fmt(row['fwd']['median_ms'])} ({_fmt(row['fwd']['min_ms'])}) "
-                f"| {_fmt(row['fwd_bwd']['median_ms'])} ({_fmt(row['fwd_bwd']['min_ms'])}) "
-                f"| {row['fwd_bwd_vs_linear']:.1f}× "
-                f"| {sp_text} "
-                f"| {row['peak_extra_mib']:.1f} |"
-            )
+                f"| {row['label']} | {_ms(row['fwd'])} | {_ms(row['fwd_bwd'])} "
+                f"| {row['fwd_bwd_vs_linear']:.1f}× | {sp_text} "
+                f"| {'—' if mem is None else f'{mem:.1f}'} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -385,141 +541,162 @@ def _markdown(meta: dict, results: list[dict]) -> str:
 
 def _parse_shape(text: str):
     parts = text.replace(",", "x").lower().split("x")
-    if len(parts) != 4:
-        raise argparse.ArgumentTypeError(f"shape must be BxINxOUTxK, got {text!r}")
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"shape must be BxINxOUTxK, got {text!r}") from None
-    if min(shape) <= 0 or shape[3] < 2:
-        raise argparse.ArgumentTypeError(f"bad shape {text!r}")
+        shape = ()
+    if len(shape) != 4 or min(shape) <= 0 or shape[3] < 2:
+        raise argparse.ArgumentTypeError(f"shape must be BATCHxINxOUTxK (K >= 2), got {text!r}")
     return shape
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="small repeat counts (CI smoke run, < 60 s)")
+                    help="small repeat counts, no idle waits or retries (CI smoke run, < 60 s)")
     ap.add_argument("--shapes", nargs="+", type=_parse_shape, metavar="BxINxOUTxK",
                     help="shapes to run (default: " + " ".join(map(_shape_name, DEFAULT_SHAPES)) + ")")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
                     help="directory for bench_c0_cpu.json / .md (default: benchmarks/results)")
-    ap.add_argument("--target", type=float, default=None,
-                    help="seconds of timed runs per measurement (default 1.0, quick 0.1)")
+    ap.add_argument("--target", type=float, help="seconds of timed runs per cell (default 1.0; quick 0.05)")
+    ap.add_argument("--retries", type=int, help="re-runs of a cell disturbed by other processes (default 2; quick 0)")
+    ap.add_argument("--idle-wait", type=float,
+                    help="max seconds to wait for a quiet machine before each cell (default 20; quick 0)")
+    ap.add_argument("--budget", type=float,
+                    help="max total seconds spent on idle waits and re-runs (default 240; quick 0)")
     ap.add_argument("--mem-method", choices=("auto", "clear_refs", "fork"), default="auto",
                     help="peak-RSS method (default: clear_refs if writable, else fork)")
-    ap.add_argument("--mem-repeats", type=int, default=None,
-                    help="memory measurements per row, minimum reported (default 3, quick 1)")
+    ap.add_argument("--mem-repeats", type=int, help="memory runs per row, max reported (default 2; quick 1)")
+    ap.add_argument("--mallopt-at-startup", action="store_true",
+                    help="fix the mmap threshold before timing too (slows allocation-heavy code)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
     shapes = args.shapes or list(DEFAULT_SHAPES)
     if args.quick:
-        warmup, target, min_reps, max_reps, mem_reps = 1, 0.1, 2, 50, 1
+        # no warm-up: the correctness check has just run every layer's fwd+bwd once
+        warmup, target, min_reps, max_reps, retries, idle_wait, mem_reps, budget = 0, 0.05, 2, 50, 0, 0.0, 1, 0.0
     else:
-        warmup, target, min_reps, max_reps, mem_reps = 3, 1.0, 5, 2000, 3
-    if args.target is not None:
-        target = args.target
-    if args.mem_repeats is not None:
-        mem_reps = max(1, args.mem_repeats)
+        warmup, target, min_reps, max_reps, retries, idle_wait, mem_reps, budget = 3, 1.0, 3, 2000, 2, 20.0, 2, 240.0
+    target = target if args.target is None else args.target
+    retries = retries if args.retries is None else max(0, args.retries)
+    idle_wait = idle_wait if args.idle_wait is None else max(0.0, args.idle_wait)
+    mem_reps = mem_reps if args.mem_repeats is None else max(1, args.mem_repeats)
+    budget = budget if args.budget is None else max(0.0, args.budget)
+    timer = Timer(warmup, target, min_reps, max_reps, retries, idle_wait, budget)
 
+    writable = _clear_refs_writable()
     if args.mem_method == "auto":
-        mem_method = "clear_refs" if _clear_refs_writable() else "fork"
+        mem_method = "clear_refs" if writable else "fork"
     else:
         mem_method = args.mem_method
-        if mem_method == "clear_refs" and not _clear_refs_writable():
+        if mem_method == "clear_refs" and not writable:
             ap.error("/proc/self/clear_refs is not writable; use --mem-method fork or auto")
-    if mem_method == "clear_refs":
-        method_text = ("VmHWM - VmRSS around one fwd+bwd, peak reset by writing 5 to "
-                       "/proc/self/clear_refs; " + MALLOPT_STATUS + f"; min of {mem_reps} run(s)")
-    else:
-        method_text = ("VmHWM - VmRSS of a forked child (os.fork) running one fwd+bwd "
-                       "(/proc/self/clear_refs not used" +
-                       (" — not writable" if not _clear_refs_writable() else "") + "); "
-                       + MALLOPT_STATUS + f"; min of {mem_reps} run(s)")
 
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "torch_version": torch.__version__,
         "kanditioned_version": _version("kanditioned"),
         "kancore_version": str(kancore.__version__),
-        "kancore_built_with_cuda": bool(kancore.built_with_cuda()) if callable(
-            getattr(kancore, "built_with_cuda", None)) else getattr(kancore, "built_with_cuda", None),
         "git": _git_rev(),
         "python": platform.python_version(),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "loadavg_start": _loadavg(),
         "dtype": "float32",
         "quick": args.quick,
+        "seed": args.seed,
         "warmup": warmup,
         "target_s": target,
         "min_reps": min_reps,
         "max_reps": max_reps,
+        "retries": retries,
+        "idle_wait_s": idle_wait,
+        "wait_retry_budget_s": budget,
+        "contended_cpus_threshold": CONTENDED_CPUS,
         "memory_method": mem_method,
-        "memory_method_text": method_text,
-        "mallopt": MALLOPT_STATUS,
-        "skipped": "kanditioned impl='sparse_matmul_csr' skipped: it raises "
-                   "(RuntimeError: addmm: mat2 must be a matrix, got 3-D tensor)",
+        "mallopt_at_startup": MALLOPT_AT_STARTUP,
+        "skipped": SKIPPED,
     }
     print(f"# torch {meta['torch_version']} | kanditioned {meta['kanditioned_version']} | "
-          f"kancore {meta['kancore_version']} | {meta['cpu_model']} | {meta['threads']} threads",
-          flush=True)
-    print(f"# memory: {method_text}", flush=True)
-    print(f"# {meta['skipped']}", flush=True)
+          f"kancore {meta['kancore_version']} | {meta['cpu_model']} | {meta['threads']} threads | "
+          f"load {meta['loadavg_start']}", flush=True)
+    print(f"# {SKIPPED}", flush=True)
 
     t_start = time.perf_counter()
     results = []
+    # Phase 1: correctness check and timing, default glibc malloc behaviour.
     for shape in shapes:
         B, I, O, K = shape
-        layers = _make_layers(B, I, O, K, args.seed)
+        layers = _make_layers(I, O, K, args.seed)
         x, g = _inputs(B, I, O, args.seed)
         sanity = _sanity_check(layers, x, g)
-        print(f"\n## {_shape_name(shape)}: outputs agree (atol {sanity['atol']:.2e})", flush=True)
+        print(f"\n## {_shape_name(shape)}: all outputs agree with {REFERENCE} "
+              f"(atol {sanity['atol']:.2e}); timing", flush=True)
         rows = []
         for label, family, impl in IMPLS:
             layer = layers[label]
             clear = lambda layer=layer: _clear_grads(layer, x)  # noqa: E731
-            fwd = _time(lambda: _fwd(layer, x), clear, warmup, target, min_reps, max_reps)
-            fwd_bwd = _time(lambda: _fwd_bwd(layer, x, g), clear, warmup, target, min_reps, max_reps)
-            mem = _peak_extra_kib(layer, x, g, mem_method, mem_reps)
-            row = {
-                "label": label, "family": family, "impl": impl,
-                "fwd": fwd, "fwd_bwd": fwd_bwd,
-                "peak_extra_kib_runs": mem, "peak_extra_mib": min(mem) / 1024.0,
-            }
-            rows.append(row)
-            print(f"  {label:27s} fwd {fwd['median_ms']:9.3f} ms  fwd+bwd {fwd_bwd['median_ms']:9.3f} ms"
-                  f"  peak +{row['peak_extra_mib']:8.1f} MiB  (reps {fwd['reps']}/{fwd_bwd['reps']})",
-                  flush=True)
+            fwd = timer(lambda: _fwd(layer, x), clear)
+            fwd_bwd = timer(lambda: _fwd_bwd(layer, x, g), clear)
+            rows.append({"label": label, "family": family, "impl": impl, "fwd": fwd, "fwd_bwd": fwd_bwd})
+            print(f"  {label:27s} fwd {_ms(fwd):>22s} ms   fwd+bwd {_ms(fwd_bwd):>22s} ms   "
+                  f"(reps {fwd['reps']}/{fwd_bwd['reps']}, others' CPU "
+                  f"{fwd['foreign_cpus'] or 0:.2f}/{fwd_bwd['foreign_cpus'] or 0:.2f})", flush=True)
             _clear_grads(layer, x)
-            gc.collect()
-        by = {r["label"]: r for r in rows}
-        lin = by["nn.Linear"]["fwd_bwd"]["median_ms"]
+        lin = rows[-1]["fwd_bwd"]["median_ms"]
         kd = [r for r in rows if r["family"] == "kanditioned"]
         best_fwd = min(r["fwd"]["median_ms"] for r in kd)
         best_fb = min(r["fwd_bwd"]["median_ms"] for r in kd)
         for r in rows:
             r["fwd_bwd_vs_linear"] = r["fwd_bwd"]["median_ms"] / lin
             if r["family"] == "kancore":
-                r["speedup_vs_kanditioned"] = {
-                    "fwd": best_fwd / r["fwd"]["median_ms"],
-                    "fwd_bwd": best_fb / r["fwd_bwd"]["median_ms"],
-                }
+                r["speedup_vs_kanditioned"] = {"fwd": best_fwd / r["fwd"]["median_ms"],
+                                               "fwd_bwd": best_fb / r["fwd_bwd"]["median_ms"]}
         results.append({"shape": list(shape), "batch": B, "in_features": I, "out_features": O,
                         "num_control_points": K, "sanity": sanity, "rows": rows})
+        del layers, x, g, rows
+        gc.collect()
+
+    # Phase 2: peak extra memory of one fwd+bwd, with large blocks returned to the OS on free.
+    mallopt_status = MALLOPT_STATUS or _set_mmap_threshold()
+    if mem_method == "clear_refs":
+        method_text = ("VmHWM - VmRSS around one fwd+bwd, peak RSS reset by writing 5 to "
+                       "/proc/self/clear_refs after gc.collect() and malloc_trim(0)")
+    else:
+        method_text = ("VmHWM - VmRSS around one fwd+bwd in a child made with os.fork() after "
+                       "gc.collect() and malloc_trim(0); the child first runs and frees one fwd+bwd "
+                       "to page in library code, and runs with 1 thread (/proc/self/clear_refs "
+                       + ("not writable" if not writable else "not used") + ")")
+    method_text += (f"; {mallopt_status}" + (" at start-up" if MALLOPT_AT_STARTUP else " after timing")
+                    + f"; max of {mem_reps} run(s)")
+    meta["memory_method_text"] = method_text
+    meta["mallopt"] = mallopt_status
+    print(f"\n# memory: {method_text}", flush=True)
+    for res in results:
+        B, I, O, K = res["shape"]
+        layers = _make_layers(I, O, K, args.seed)
+        x, g = _inputs(B, I, O, args.seed)
+        for row in res["rows"]:
+            runs = _peak_extra_kib(layers[row["label"]], x, g, mem_method, mem_reps)
+            row["peak_extra_kib_runs"] = runs
+            row["peak_extra_mib"] = max(runs) / 1024.0
+        print(f"  {_shape_name(res['shape'])}: " + ", ".join(
+            f"{r['label']} {r['peak_extra_mib']:.1f} MiB" for r in res["rows"]), flush=True)
         del layers, x, g
         gc.collect()
 
+    meta["loadavg_end"] = _loadavg()
+    meta["wait_retry_budget_left_s"] = round(timer.budget_left, 1)
     meta["total_s"] = round(time.perf_counter() - t_start, 1)
     md = _markdown(meta, results)
     print("\n" + md)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_c0_cpu.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     (args.out / "bench_c0_cpu.md").write_text(md + "\n")
-    print(f"wrote {args.out / 'bench_c0_cpu.json'} and {args.out / 'bench_c0_cpu.md'} "
-          f"({meta['total_s']} s)")
+    print(f"wrote {args.out / 'bench_c0_cpu.json'} and {args.out / 'bench_c0_cpu.md'} ({meta['total_s']} s)")
     return 0
 
 
