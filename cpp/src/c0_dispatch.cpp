@@ -166,4 +166,26 @@ void backward_table(const Shape& s, DType dtype, Impl impl, const void* x, const
   });
 }
 
+void backward(const Shape& s, DType dtype, Impl impl, const void* x, const void* table,
+              const void* grad_y, void* grad_x, void* grad_table, void* ws, std::size_t ws_bytes,
+              const ExecContext& ctx) {
+  const bool fused = grad_x != nullptr && grad_table != nullptr && impl == Impl::gather &&
+                     !on_cuda(ctx) && s.batch > 0;
+  if (!fused) {
+    if (grad_x != nullptr) backward_input(s, dtype, impl, x, table, grad_y, grad_x, ws, ws_bytes, ctx);
+    if (grad_table != nullptr) backward_table(s, dtype, impl, x, grad_y, grad_table, ws, ws_bytes, ctx);
+    return;
+  }
+  validate(s);
+  require(x, "x", s.batch * s.in);
+  require(table, "table", s.in * s.num_control_points * s.out);
+  require(grad_y, "grad_y", s.batch * s.out);
+  by_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    cpu::backward_gather(s, static_cast<const T*>(x), static_cast<const T*>(table),
+                         static_cast<const T*>(grad_y), static_cast<T*>(grad_x),
+                         static_cast<T*>(grad_table));
+  });
+}
+
 }  // namespace kancore::c0

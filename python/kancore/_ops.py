@@ -89,10 +89,8 @@ def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "
     gx = np.empty_like(x2)
     gt = np.empty_like(table)
     ws = _np_workspace(shape, dtype, impl, backward=True)
-    common = (*shape, dtype, impl, _np_address(ws), ws.nbytes, "cpu", 0, 0)
-    _core.c0_backward_input(_np_address(x2), _np_address(table), _np_address(gy), _np_address(gx),
-                            *common)
-    _core.c0_backward_table(_np_address(x2), _np_address(gy), _np_address(gt), *common)
+    _core.c0_backward(_np_address(x2), _np_address(table), _np_address(gy), _np_address(gx),
+                      _np_address(gt), *shape, dtype, impl, _np_address(ws), ws.nbytes, "cpu", 0, 0)
     return gx.reshape(*lead, shape[1]), gt
 
 
@@ -158,11 +156,9 @@ def torch_ops() -> SimpleNamespace:
         common = (*shape, dtype, impl, ws_ptr, ws_bytes, *_device_args(x))
         grad_x = torch.empty_like(x) if need_input else x.new_empty(0)
         grad_table = torch.empty_like(table) if need_table else table.new_empty(0)
-        if need_input:
-            _core.c0_backward_input(x.data_ptr(), table.data_ptr(), grad_y.data_ptr(),
-                                    grad_x.data_ptr(), *common)
-        if need_table:
-            _core.c0_backward_table(x.data_ptr(), grad_y.data_ptr(), grad_table.data_ptr(), *common)
+        _core.c0_backward(x.data_ptr(), table.data_ptr(), grad_y.data_ptr(),
+                          grad_x.data_ptr() if need_input else 0,
+                          grad_table.data_ptr() if need_table else 0, *common)
         return grad_x, grad_table
 
     @c0_backward.register_fake

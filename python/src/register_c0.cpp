@@ -121,6 +121,28 @@ void register_c0(py::module_& m) {
       py::arg("in_features"), py::arg("out_features"), py::arg("num_control_points"),
       py::arg("spline_width"), py::arg("dtype"), py::arg("impl"), py::arg("workspace"),
       py::arg("workspace_bytes"), py::arg("device"), py::arg("device_index"), py::arg("stream"));
+
+  m.def(
+      "c0_backward",
+      [](std::uintptr_t x, std::uintptr_t table, std::uintptr_t grad_y, std::uintptr_t grad_x,
+         std::uintptr_t grad_table, std::int64_t batch, std::int64_t in, std::int64_t out,
+         std::int64_t K, double width, const std::string& dtype, const std::string& impl,
+         std::uintptr_t ws, std::size_t ws_bytes, const std::string& device, int device_index,
+         std::uintptr_t stream) {
+        const auto s = make_shape(batch, in, out, K, width);
+        const auto dt = parse_dtype(dtype);
+        const auto im = c0::impl_from_name(impl);
+        const auto ctx = parse_context(device, device_index, stream);
+        py::gil_scoped_release release;
+        c0::backward(s, dt, im, ptr<const void>(x), ptr<const void>(table),
+                     ptr<const void>(grad_y), ptr<void>(grad_x), ptr<void>(grad_table),
+                     ptr<void>(ws), ws_bytes, ctx);
+      },
+      "Both gradients; a zero address skips that gradient.", py::arg("x"), py::arg("table"),
+      py::arg("grad_y"), py::arg("grad_x"), py::arg("grad_table"), py::arg("batch"),
+      py::arg("in_features"), py::arg("out_features"), py::arg("num_control_points"),
+      py::arg("spline_width"), py::arg("dtype"), py::arg("impl"), py::arg("workspace"),
+      py::arg("workspace_bytes"), py::arg("device"), py::arg("device_index"), py::arg("stream"));
 }
 
 }  // namespace kancore::python

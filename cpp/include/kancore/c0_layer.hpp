@@ -62,6 +62,12 @@ void backward_table(const Shape& shape, DType dtype, Impl impl, const void* x, c
                     void* grad_table, void* workspace = nullptr, std::size_t workspace_bytes = 0,
                     const ExecContext& ctx = {});
 
+// Both gradients at once (what training needs): on the CPU's gather path one fused pass that
+// reads each grad_y row once for both. Either output may be null to skip it.
+void backward(const Shape& shape, DType dtype, Impl impl, const void* x, const void* table,
+              const void* grad_y, void* grad_x, void* grad_table, void* workspace = nullptr,
+              std::size_t workspace_bytes = 0, const ExecContext& ctx = {});
+
 // Typed conveniences for C++ callers.
 template <class T>
 void forward(const Shape& s, Impl impl, const T* x, const T* table, T* y, void* ws = nullptr,
@@ -73,6 +79,12 @@ void backward_input(const Shape& s, Impl impl, const T* x, const T* table, const
                     T* grad_x, void* ws = nullptr, std::size_t ws_bytes = 0,
                     const ExecContext& ctx = {}) {
   backward_input(s, dtype_of<T>::value, impl, x, table, grad_y, grad_x, ws, ws_bytes, ctx);
+}
+template <class T>
+void backward(const Shape& s, Impl impl, const T* x, const T* table, const T* grad_y, T* grad_x,
+              T* grad_table, void* ws = nullptr, std::size_t ws_bytes = 0,
+              const ExecContext& ctx = {}) {
+  backward(s, dtype_of<T>::value, impl, x, table, grad_y, grad_x, grad_table, ws, ws_bytes, ctx);
 }
 template <class T>
 void backward_table(const Shape& s, Impl impl, const T* x, const T* grad_y, T* grad_table,

@@ -13,6 +13,10 @@ template <class T>
 void backward_input_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x);
 template <class T>
 void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table);
+// Both gradients in one pass (each grad_y tile is loaded once for both).
+template <class T>
+void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
+                     T* grad_table);
 
 std::size_t forward_workspace_bytes_csr(const Shape& s, std::size_t elem);
 std::size_t backward_workspace_bytes_csr(const Shape& s, std::size_t elem);

@@ -402,11 +402,163 @@ void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_
   }
 }
 
+namespace {
+
+// Both gradients of one input i for one output tile, from a chunk of rows sorted by interval.
+// Bucket k's rows load their grad_y tile once and use it three times: (1-t) g into grad_table row
+// k, t g into row k+1 (carried in registers to the next bucket), and g . (C[k+1] - C[k]) into the
+// per-row slope dot (vector partials in `dotv`, reduced once per row by the caller).
+template <class T>
+__attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
+    T* dC, const T* Ci, std::int64_t O, std::int64_t K, const T* __restrict gy,
+    const std::int32_t* start, const std::int32_t* order, const T* tsorted, Vec<T>* dotv) {
+  constexpr std::int64_t L = kLanes<T>;
+  // Row k's accumulators start with what earlier chunks stored; row k+1's collect bucket k's t g.
+  Vec<T> c0 = load(dC), c1 = load(dC + L), c2 = load(dC + 2 * L), c3 = load(dC + 3 * L);
+  for (std::int64_t k = 0; k + 1 < K; ++k) {
+    T* next = dC + (k + 1) * O;
+    Vec<T> n0 = load(next), n1 = load(next + L), n2 = load(next + 2 * L), n3 = load(next + 3 * L);
+    const T* lo = Ci + k * O;
+    const T* hi = lo + O;
+    const Vec<T> d0 = load(hi) - load(lo), d1 = load(hi + L) - load(lo + L);
+    const Vec<T> d2 = load(hi + 2 * L) - load(lo + 2 * L), d3 = load(hi + 3 * L) - load(lo + 3 * L);
+    for (std::int32_t p = start[k]; p < start[k + 1]; ++p) {
+      const T* gr = gy + static_cast<std::int64_t>(order[p]) * O;
+      const Vec<T> g0 = load(gr), g1 = load(gr + L), g2 = load(gr + 2 * L), g3 = load(gr + 3 * L);
+      const T t = tsorted[p], a = T(1) - t;
+      c0 += a * g0;
+      c1 += a * g1;
+      c2 += a * g2;
+      c3 += a * g3;
+      n0 += t * g0;
+      n1 += t * g1;
+      n2 += t * g2;
+      n3 += t * g3;
+      Vec<T> dot = g0 * d0;
+      dot += g1 * d1;
+      dot += g2 * d2;
+      dot += g3 * d3;
+      dotv[p] += dot;
+    }
+    T* row = dC + k * O;
+    store(row, c0);
+    store(row + L, c1);
+    store(row + 2 * L, c2);
+    store(row + 3 * L, c3);
+    c0 = n0;
+    c1 = n1;
+    c2 = n2;
+    c3 = n3;
+  }
+  T* last = dC + (K - 1) * O;
+  store(last, c0);
+  store(last + L, c1);
+  store(last + 2 * L, c2);
+  store(last + 3 * L, c3);
+}
+
+// The same for a partial tile of `width` outputs (scalar partials in `dots`).
+template <class T>
+void fused_grad_partial_tile(T* dC, const T* Ci, std::int64_t O, std::int64_t K,
+                             std::int64_t width, const T* __restrict gy,
+                             const std::int32_t* start, const std::int32_t* order,
+                             const T* tsorted, T* dots) {
+  for (std::int64_t k = 0; k + 1 < K; ++k) {
+    const T* __restrict lo = Ci + k * O;
+    const T* __restrict hi = lo + O;
+    T* __restrict r0 = dC + k * O;
+    T* __restrict r1 = r0 + O;
+    for (std::int32_t p = start[k]; p < start[k + 1]; ++p) {
+      const T* __restrict gr = gy + static_cast<std::int64_t>(order[p]) * O;
+      const T t = tsorted[p], a = T(1) - t;
+      T dot = T(0);
+#pragma omp simd reduction(+ : dot)
+      for (std::int64_t oo = 0; oo < width; ++oo) {
+        r0[oo] += a * gr[oo];
+        r1[oo] += t * gr[oo];
+        dot += gr[oo] * (hi[oo] - lo[oo]);
+      }
+      dots[p] += dot;
+    }
+  }
+}
+
+constexpr std::int64_t kFusedRows = 512;  // rows per sorted chunk in the fused backward
+
+}  // namespace
+
+template <class T>
+void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
+                     T* grad_table) {
+  const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
+  if (K > kMaxSortK) {
+    backward_input_gather(s, x, table, grad_y, grad_x);
+    backward_table_gather(s, x, grad_y, grad_table);
+    return;
+  }
+  constexpr std::int64_t OT = kOutTile<T>;
+  constexpr std::int64_t L = kLanes<T>;
+  const Grid<T> g = make_grid<T>(K, s.spline_width);
+
+  // Work item: one input i with all its outputs (grad_x[:, i] and grad_table[i] are owned, so
+  // there are no write conflicts, and every sum has a fixed order: deterministic).
+#pragma omp parallel for schedule(dynamic, 1)
+  for (std::int64_t i = 0; i < I; ++i) {
+    T* dC = grad_table + i * K * O;
+    const T* Ci = table + i * K * O;
+    for (std::int64_t j = 0; j < K * O; ++j) dC[j] = T(0);
+    std::int32_t start[kMaxSortK + 1];
+    std::int32_t key[kFusedRows], order[kFusedRows];
+    T tval[kFusedRows], tsorted[kFusedRows], dots[kFusedRows];
+    Vec<T> dotv[kFusedRows];
+    for (std::int64_t b0 = 0; b0 < N; b0 += kFusedRows) {
+      const std::int64_t nb = std::min(kFusedRows, N - b0);
+      // Stable counting sort of the chunk's rows by interval k.
+      for (std::int64_t k = 0; k <= K; ++k) start[k] = 0;
+      for (std::int64_t r = 0; r < nb; ++r) {
+        std::int64_t k;
+        locate(g, x[(b0 + r) * I + i], k, tval[r]);
+        key[r] = static_cast<std::int32_t>(k);
+        ++start[k + 1];
+      }
+      for (std::int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
+      for (std::int64_t r = 0; r < nb; ++r) {
+        const std::int32_t p = start[key[r]]++;
+        order[p] = static_cast<std::int32_t>(r);
+        tsorted[p] = tval[r];
+      }
+      for (std::int64_t k = K; k > 0; --k) start[k] = start[k - 1];
+      start[0] = 0;
+      for (std::int64_t p = 0; p < nb; ++p) {
+        dotv[p] = Vec<T>{};
+        dots[p] = T(0);
+      }
+      const T* gy = grad_y + b0 * O;
+      std::int64_t o0 = 0;
+      for (; o0 + OT <= O; o0 += OT) {
+        fused_grad_full_tile(dC + o0, Ci + o0, O, K, gy + o0, start, order, tsorted, dotv);
+      }
+      if (o0 < O) {
+        fused_grad_partial_tile(dC + o0, Ci + o0, O, K, O - o0, gy + o0, start, order, tsorted, dots);
+      }
+      for (std::int64_t p = 0; p < nb; ++p) {
+        T sum = dots[p];
+        for (std::int64_t l = 0; l < L; ++l) sum += dotv[p][l];
+        const std::int64_t row = b0 + order[p];
+        const T xv = x[row * I + i];
+        // NaN inputs propagate to their gradient; the slope itself is always finite.
+        grad_x[row * I + i] = (xv != xv) ? xv : sum * g.slope;
+      }
+    }
+  }
+}
+
 #define KANCORE_INSTANTIATE(T)                                                              \
   template void forward_gather<T>(const Shape&, const T*, const T*, T*);                    \
   template void add_nonfinite_limits<T>(const Shape&, const T*, const T*, T*);              \
   template void backward_input_gather<T>(const Shape&, const T*, const T*, const T*, T*);   \
-  template void backward_table_gather<T>(const Shape&, const T*, const T*, T*);
+  template void backward_table_gather<T>(const Shape&, const T*, const T*, T*);               \
+  template void backward_gather<T>(const Shape&, const T*, const T*, const T*, T*, T*);
 KANCORE_INSTANTIATE(float)
 KANCORE_INSTANTIATE(double)
 #undef KANCORE_INSTANTIATE
