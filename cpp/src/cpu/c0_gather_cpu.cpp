@@ -483,7 +483,23 @@ void fused_grad_partial_tile(T* dC, const T* Ci, std::int64_t O, std::int64_t K,
   }
 }
 
-constexpr std::int64_t kFusedRows = 512;  // rows per sorted chunk in the fused backward
+constexpr std::int64_t kFusedRows = 256;    // rows per sorted chunk in the fused backward
+constexpr std::int64_t kFusedInputs = 16;   // inputs per work item: x and grad_x are read and
+                                            // written in contiguous runs of this many
+
+// Interval index and raw offset t (no zeroing: the gradients follow IEEE rules) of n
+// consecutive inputs of one row, as one SIMD loop.
+template <class T>
+inline void locate_row_raw(const Grid<T>& g, const T* __restrict x, std::int64_t n,
+                           std::int32_t* __restrict kidx, T* __restrict t) {
+#pragma omp simd
+  for (std::int64_t ii = 0; ii < n; ++ii) {
+    const T u = ((x[ii] + g.half_width) * g.km1) / g.width;
+    const T kf = (u >= T(0)) ? ((u < g.last) ? std::floor(u) : g.last) : T(0);
+    t[ii] = u - kf;
+    kidx[ii] = static_cast<std::int32_t>(kf);
+  }
+}
 
 }  // namespace
 
@@ -499,55 +515,66 @@ void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y
   constexpr std::int64_t OT = kOutTile<T>;
   constexpr std::int64_t L = kLanes<T>;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
+  const std::int64_t in_blocks = ceil_div(I, kFusedInputs);
 
-  // Work item: one input i with all its outputs (grad_x[:, i] and grad_table[i] are owned, so
-  // there are no write conflicts, and every sum has a fixed order: deterministic).
+  // Work item: a block of inputs with all their outputs (grad_x[:, block] and grad_table[block]
+  // are owned, so there are no write conflicts, and every sum has a fixed order: deterministic).
 #pragma omp parallel for schedule(dynamic, 1)
-  for (std::int64_t i = 0; i < I; ++i) {
-    T* dC = grad_table + i * K * O;
-    const T* Ci = table + i * K * O;
-    for (std::int64_t j = 0; j < K * O; ++j) dC[j] = T(0);
+  for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
+    const std::int64_t i0 = ib * kFusedInputs, ni = std::min(kFusedInputs, I - i0);
+    for (std::int64_t j = 0; j < ni * K * O; ++j) grad_table[i0 * K * O + j] = T(0);
+    std::int32_t key[kFusedRows][kFusedInputs];
+    T tval[kFusedRows][kFusedInputs], slope_dot[kFusedRows][kFusedInputs];
     std::int32_t start[kMaxSortK + 1];
-    std::int32_t key[kFusedRows], order[kFusedRows];
-    T tval[kFusedRows], tsorted[kFusedRows], dots[kFusedRows];
+    std::int32_t order[kFusedRows];
+    T tsorted[kFusedRows], dots[kFusedRows];
     Vec<T> dotv[kFusedRows];
     for (std::int64_t b0 = 0; b0 < N; b0 += kFusedRows) {
       const std::int64_t nb = std::min(kFusedRows, N - b0);
-      // Stable counting sort of the chunk's rows by interval k.
-      for (std::int64_t k = 0; k <= K; ++k) start[k] = 0;
       for (std::int64_t r = 0; r < nb; ++r) {
-        std::int64_t k;
-        locate(g, x[(b0 + r) * I + i], k, tval[r]);
-        key[r] = static_cast<std::int32_t>(k);
-        ++start[k + 1];
-      }
-      for (std::int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
-      for (std::int64_t r = 0; r < nb; ++r) {
-        const std::int32_t p = start[key[r]]++;
-        order[p] = static_cast<std::int32_t>(r);
-        tsorted[p] = tval[r];
-      }
-      for (std::int64_t k = K; k > 0; --k) start[k] = start[k - 1];
-      start[0] = 0;
-      for (std::int64_t p = 0; p < nb; ++p) {
-        dotv[p] = Vec<T>{};
-        dots[p] = T(0);
+        locate_row_raw(g, x + (b0 + r) * I + i0, ni, key[r], tval[r]);
       }
       const T* gy = grad_y + b0 * O;
-      std::int64_t o0 = 0;
-      for (; o0 + OT <= O; o0 += OT) {
-        fused_grad_full_tile(dC + o0, Ci + o0, O, K, gy + o0, start, order, tsorted, dotv);
+      for (std::int64_t ii = 0; ii < ni; ++ii) {
+        const std::int64_t i = i0 + ii;
+        T* dC = grad_table + i * K * O;
+        const T* Ci = table + i * K * O;
+        // Stable counting sort of the chunk's rows by interval k.
+        for (std::int64_t k = 0; k <= K; ++k) start[k] = 0;
+        for (std::int64_t r = 0; r < nb; ++r) ++start[key[r][ii] + 1];
+        for (std::int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
+        for (std::int64_t r = 0; r < nb; ++r) {
+          const std::int32_t p = start[key[r][ii]]++;
+          order[p] = static_cast<std::int32_t>(r);
+          tsorted[p] = tval[r][ii];
+        }
+        for (std::int64_t k = K; k > 0; --k) start[k] = start[k - 1];
+        start[0] = 0;
+        for (std::int64_t p = 0; p < nb; ++p) {
+          dotv[p] = Vec<T>{};
+          dots[p] = T(0);
+        }
+        std::int64_t o0 = 0;
+        for (; o0 + OT <= O; o0 += OT) {
+          fused_grad_full_tile(dC + o0, Ci + o0, O, K, gy + o0, start, order, tsorted, dotv);
+        }
+        if (o0 < O) {
+          fused_grad_partial_tile(dC + o0, Ci + o0, O, K, O - o0, gy + o0, start, order, tsorted,
+                                  dots);
+        }
+        for (std::int64_t p = 0; p < nb; ++p) {
+          T sum = dots[p];
+          for (std::int64_t l = 0; l < L; ++l) sum += dotv[p][l];
+          slope_dot[order[p]][ii] = sum;
+        }
       }
-      if (o0 < O) {
-        fused_grad_partial_tile(dC + o0, Ci + o0, O, K, O - o0, gy + o0, start, order, tsorted, dots);
-      }
-      for (std::int64_t p = 0; p < nb; ++p) {
-        T sum = dots[p];
-        for (std::int64_t l = 0; l < L; ++l) sum += dotv[p][l];
-        const std::int64_t row = b0 + order[p];
-        const T xv = x[row * I + i];
-        // NaN inputs propagate to their gradient; the slope itself is always finite.
-        grad_x[row * I + i] = (xv != xv) ? xv : sum * g.slope;
+      for (std::int64_t r = 0; r < nb; ++r) {
+        const T* xr = x + (b0 + r) * I + i0;
+        T* gxr = grad_x + (b0 + r) * I + i0;
+        for (std::int64_t ii = 0; ii < ni; ++ii) {
+          // NaN inputs propagate to their gradient; the slope itself is always finite.
+          gxr[ii] = (xr[ii] != xr[ii]) ? xr[ii] : slope_dot[r][ii] * g.slope;
+        }
       }
     }
   }
