@@ -32,6 +32,10 @@ constexpr std::size_t kSliceBytes = 512 * 1024;     // table slice meant to stay
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
+// Below this many multiply-adds a call runs on one thread: waking the OpenMP team costs more.
+constexpr std::int64_t kParallelMinWork = std::int64_t{1} << 16;
+inline bool worth_parallel(const Shape& s) { return s.batch * s.in * s.out >= kParallelMinWork; }
+
 // Inputs per slice so that (inputs x K x out-chunk) elements fit in kSliceBytes.
 std::int64_t in_block(std::int64_t K, std::int64_t O, std::size_t elem) {
   const std::size_t per_input = static_cast<std::size_t>(K) * std::min(O, kOutChunk) * elem;
@@ -127,11 +131,14 @@ inline void accumulate_partial_tile(T* __restrict acc, const T* __restrict table
 template <class T>
 inline int locate_row(const Grid<T>& g, const T* __restrict x, std::int64_t n,
                       std::int32_t* __restrict kidx, T* __restrict w0, T* __restrict w1) {
+  // Local copies: read through the reference, the fields could alias the outputs and the loop
+  // would not vectorise.
+  const T half_width = g.half_width, km1 = g.km1, width = g.width, last = g.last;
   int nonfinite = 0;
 #pragma omp simd reduction(+ : nonfinite)
   for (std::int64_t ii = 0; ii < n; ++ii) {
-    const T u = ((x[ii] + g.half_width) * g.km1) / g.width;
-    const T kf = (u >= T(0)) ? ((u < g.last) ? std::floor(u) : g.last) : T(0);
+    const T u = ((x[ii] + half_width) * km1) / width;
+    const T kf = (u >= T(0)) ? ((u < last) ? std::floor(u) : last) : T(0);
     const T t = u - kf;
     const bool finite = (t - t) == T(0);
     nonfinite += finite ? 0 : 1;
@@ -178,7 +185,7 @@ void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
   const std::int64_t row_blocks = ceil_div(N, kRows), out_chunks = ceil_div(O, kOutChunk);
   bool any_nonfinite = false;
 
-#pragma omp parallel for collapse(2) schedule(static) reduction(|| : any_nonfinite)
+#pragma omp parallel for collapse(2) schedule(static) reduction(|| : any_nonfinite) if (worth_parallel(s))
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
     for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
       const std::int64_t b0 = rb * kRows, nb = std::min(kRows, N - b0);
@@ -220,7 +227,7 @@ template <class T>
 void add_nonfinite_limits(const Shape& s, const T* x, const T* table, T* y) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(s))
   for (std::int64_t b = 0; b < N; ++b) {
     for (std::int64_t i = 0; i < I; ++i) {
       std::int64_t k;
@@ -247,7 +254,7 @@ void backward_input_gather(const Shape& s, const T* x, const T* table, const T* 
   const std::int64_t IB = std::clamp<std::int64_t>(static_cast<std::int64_t>(kSliceBytes / per_input), 1, kMaxInBlock);
   const std::int64_t row_blocks = ceil_div(N, kRows), in_blocks = ceil_div(I, IB);
 
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_parallel(s))
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
     for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
       const std::int64_t b0 = rb * kRows, b1 = std::min(N, b0 + kRows);
@@ -343,7 +350,7 @@ void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_
 
   // Work item: one input x an output chunk of grad_table, owned, so there are no write conflicts;
   // the summation order is fixed, so the result is deterministic.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_parallel(s))
   for (std::int64_t i = 0; i < I; ++i) {
     for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
       const std::int64_t o0 = oc * kOutChunk, width = std::min(kOutChunk, O - o0);
@@ -492,10 +499,11 @@ constexpr std::int64_t kFusedInputs = 16;   // inputs per work item: x and grad_
 template <class T>
 inline void locate_row_raw(const Grid<T>& g, const T* __restrict x, std::int64_t n,
                            std::int32_t* __restrict kidx, T* __restrict t) {
+  const T half_width = g.half_width, km1 = g.km1, width = g.width, last = g.last;
 #pragma omp simd
   for (std::int64_t ii = 0; ii < n; ++ii) {
-    const T u = ((x[ii] + g.half_width) * g.km1) / g.width;
-    const T kf = (u >= T(0)) ? ((u < g.last) ? std::floor(u) : g.last) : T(0);
+    const T u = ((x[ii] + half_width) * km1) / width;
+    const T kf = (u >= T(0)) ? ((u < last) ? std::floor(u) : last) : T(0);
     t[ii] = u - kf;
     kidx[ii] = static_cast<std::int32_t>(kf);
   }
@@ -519,7 +527,7 @@ void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y
 
   // Work item: a block of inputs with all their outputs (grad_x[:, block] and grad_table[block]
   // are owned, so there are no write conflicts, and every sum has a fixed order: deterministic).
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (worth_parallel(s))
   for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
     const std::int64_t i0 = ib * kFusedInputs, ni = std::min(kFusedInputs, I - i0);
     for (std::int64_t j = 0; j < ni * K * O; ++j) grad_table[i0 * K * O + j] = T(0);
