@@ -33,15 +33,35 @@ ExecContext parse_context(const std::string& device, int index, std::uintptr_t s
   return ctx;
 }
 
-c0::Shape make_shape(std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t K,
-                     double width) {
-  return c0::Shape{batch, in, out, K, width};
-}
-
 template <class P>
 P* ptr(std::uintptr_t address) {
   return reinterpret_cast<P*>(address);
 }
+
+// What every kernel call takes besides its arrays, parsed once.
+struct Call {
+  c0::Shape shape;
+  DType dtype;
+  c0::Impl impl;
+  void* workspace;
+  std::size_t workspace_bytes;
+  ExecContext ctx;
+};
+
+Call parse_call(std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t K, double width,
+                const std::string& dtype, const std::string& impl, std::uintptr_t ws,
+                std::size_t ws_bytes, const std::string& device, int device_index,
+                std::uintptr_t stream) {
+  return Call{c0::Shape{batch, in, out, K, width}, parse_dtype(dtype), c0::impl_from_name(impl),
+              ptr<void>(ws), ws_bytes, parse_context(device, device_index, stream)};
+}
+
+// The shared trailing arguments, in parse_call's order.
+#define KANCORE_CALL_ARGS                                                                     \
+  py::arg("batch"), py::arg("in_features"), py::arg("out_features"),                        \
+      py::arg("num_control_points"), py::arg("spline_width"), py::arg("dtype"), py::arg("impl"), \
+      py::arg("workspace"), py::arg("workspace_bytes"), py::arg("device"),                   \
+      py::arg("device_index"), py::arg("stream")
 
 }  // namespace
 
@@ -51,8 +71,8 @@ void register_c0(py::module_& m) {
       [](std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t K, double width,
          const std::string& dtype, const std::string& impl, const std::string& device,
          bool backward) {
-        const auto s = make_shape(batch, in, out, K, width);
-        Device dev = parse_context(device, 0, 0).device;
+        const c0::Shape s{batch, in, out, K, width};
+        const Device dev = parse_context(device, 0, 0).device;
         const auto im = c0::impl_from_name(impl);
         return backward ? c0::backward_workspace_bytes(s, parse_dtype(dtype), im, dev)
                         : c0::forward_workspace_bytes(s, parse_dtype(dtype), im, dev);
@@ -68,59 +88,14 @@ void register_c0(py::module_& m) {
          const std::string& dtype, const std::string& impl, std::uintptr_t ws,
          std::size_t ws_bytes, const std::string& device, int device_index,
          std::uintptr_t stream) {
-        const auto s = make_shape(batch, in, out, K, width);
-        const auto dt = parse_dtype(dtype);
-        const auto im = c0::impl_from_name(impl);
-        const auto ctx = parse_context(device, device_index, stream);
+        const Call c = parse_call(batch, in, out, K, width, dtype, impl, ws, ws_bytes, device,
+                                  device_index, stream);
         py::gil_scoped_release release;
-        c0::forward(s, dt, im, ptr<const void>(x), ptr<const void>(table), ptr<void>(y),
-                    ptr<void>(ws), ws_bytes, ctx);
+        c0::forward(c.shape, c.dtype, c.impl, ptr<const void>(x), ptr<const void>(table),
+                    ptr<void>(y), c.workspace, c.workspace_bytes, c.ctx);
       },
-      py::arg("x"), py::arg("table"), py::arg("y"), py::arg("batch"), py::arg("in_features"),
-      py::arg("out_features"), py::arg("num_control_points"), py::arg("spline_width"),
-      py::arg("dtype"), py::arg("impl"), py::arg("workspace"), py::arg("workspace_bytes"),
-      py::arg("device"), py::arg("device_index"), py::arg("stream"));
-
-  m.def(
-      "c0_backward_input",
-      [](std::uintptr_t x, std::uintptr_t table, std::uintptr_t grad_y, std::uintptr_t grad_x,
-         std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t K, double width,
-         const std::string& dtype, const std::string& impl, std::uintptr_t ws,
-         std::size_t ws_bytes, const std::string& device, int device_index,
-         std::uintptr_t stream) {
-        const auto s = make_shape(batch, in, out, K, width);
-        const auto dt = parse_dtype(dtype);
-        const auto im = c0::impl_from_name(impl);
-        const auto ctx = parse_context(device, device_index, stream);
-        py::gil_scoped_release release;
-        c0::backward_input(s, dt, im, ptr<const void>(x), ptr<const void>(table),
-                           ptr<const void>(grad_y), ptr<void>(grad_x), ptr<void>(ws), ws_bytes,
-                           ctx);
-      },
-      py::arg("x"), py::arg("table"), py::arg("grad_y"), py::arg("grad_x"), py::arg("batch"),
-      py::arg("in_features"), py::arg("out_features"), py::arg("num_control_points"),
-      py::arg("spline_width"), py::arg("dtype"), py::arg("impl"), py::arg("workspace"),
-      py::arg("workspace_bytes"), py::arg("device"), py::arg("device_index"), py::arg("stream"));
-
-  m.def(
-      "c0_backward_table",
-      [](std::uintptr_t x, std::uintptr_t grad_y, std::uintptr_t grad_table, std::int64_t batch,
-         std::int64_t in, std::int64_t out, std::int64_t K, double width,
-         const std::string& dtype, const std::string& impl, std::uintptr_t ws,
-         std::size_t ws_bytes, const std::string& device, int device_index,
-         std::uintptr_t stream) {
-        const auto s = make_shape(batch, in, out, K, width);
-        const auto dt = parse_dtype(dtype);
-        const auto im = c0::impl_from_name(impl);
-        const auto ctx = parse_context(device, device_index, stream);
-        py::gil_scoped_release release;
-        c0::backward_table(s, dt, im, ptr<const void>(x), ptr<const void>(grad_y),
-                           ptr<void>(grad_table), ptr<void>(ws), ws_bytes, ctx);
-      },
-      py::arg("x"), py::arg("grad_y"), py::arg("grad_table"), py::arg("batch"),
-      py::arg("in_features"), py::arg("out_features"), py::arg("num_control_points"),
-      py::arg("spline_width"), py::arg("dtype"), py::arg("impl"), py::arg("workspace"),
-      py::arg("workspace_bytes"), py::arg("device"), py::arg("device_index"), py::arg("stream"));
+      "y = layer(x); overwrites y.", py::arg("x"), py::arg("table"), py::arg("y"),
+      KANCORE_CALL_ARGS);
 
   m.def(
       "c0_backward",
@@ -129,20 +104,17 @@ void register_c0(py::module_& m) {
          std::int64_t K, double width, const std::string& dtype, const std::string& impl,
          std::uintptr_t ws, std::size_t ws_bytes, const std::string& device, int device_index,
          std::uintptr_t stream) {
-        const auto s = make_shape(batch, in, out, K, width);
-        const auto dt = parse_dtype(dtype);
-        const auto im = c0::impl_from_name(impl);
-        const auto ctx = parse_context(device, device_index, stream);
+        const Call c = parse_call(batch, in, out, K, width, dtype, impl, ws, ws_bytes, device,
+                                  device_index, stream);
         py::gil_scoped_release release;
-        c0::backward(s, dt, im, ptr<const void>(x), ptr<const void>(table),
+        c0::backward(c.shape, c.dtype, c.impl, ptr<const void>(x), ptr<const void>(table),
                      ptr<const void>(grad_y), ptr<void>(grad_x), ptr<void>(grad_table),
-                     ptr<void>(ws), ws_bytes, ctx);
+                     c.workspace, c.workspace_bytes, c.ctx);
       },
       "Both gradients; a zero address skips that gradient.", py::arg("x"), py::arg("table"),
-      py::arg("grad_y"), py::arg("grad_x"), py::arg("grad_table"), py::arg("batch"),
-      py::arg("in_features"), py::arg("out_features"), py::arg("num_control_points"),
-      py::arg("spline_width"), py::arg("dtype"), py::arg("impl"), py::arg("workspace"),
-      py::arg("workspace_bytes"), py::arg("device"), py::arg("device_index"), py::arg("stream"));
+      py::arg("grad_y"), py::arg("grad_x"), py::arg("grad_table"), KANCORE_CALL_ARGS);
 }
+
+#undef KANCORE_CALL_ARGS
 
 }  // namespace kancore::python
