@@ -122,9 +122,28 @@ def torch_ops() -> SimpleNamespace:
         ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=device)
         return ws, ws.data_ptr(), nbytes
 
+    def _check_op_args(x, table, impl, grad_y=None):
+        # The ops are callable directly (torch.ops.kancore.*): never let a mismatched shape,
+        # dtype or device reach the kernels, which trust the addresses they are given.
+        check_impl(impl)
+        if x.dim() != 2 or table.dim() != 3 or x.shape[1] != table.shape[0]:
+            raise ValueError(f"expected x (batch, in) and table (in, K, out), got {tuple(x.shape)} "
+                             f"and {tuple(table.shape)}")
+        if table.dtype not in _TORCH_DTYPES or x.dtype != table.dtype:
+            raise TypeError(f"expected float32 or float64 x and table of one dtype, got {x.dtype} "
+                            f"and {table.dtype}")
+        if x.device != table.device:
+            raise ValueError(f"expected x and table on one device, got {x.device} and {table.device}")
+        if grad_y is not None and (grad_y.shape != (x.shape[0], table.shape[2])
+                                   or grad_y.dtype != x.dtype or grad_y.device != x.device):
+            raise ValueError(f"expected grad_y of shape {(x.shape[0], table.shape[2])}, dtype "
+                             f"{x.dtype} on {x.device}, got {tuple(grad_y.shape)}, {grad_y.dtype} "
+                             f"on {grad_y.device}")
+
     @torch.library.custom_op("kancore::c0_forward", mutates_args=())
     def c0_forward(x: torch.Tensor, table: torch.Tensor, spline_width: float, impl: str) -> torch.Tensor:
         """y (batch, out) = C0 layer of x (batch, in) with table (in, K, out)."""
+        _check_op_args(x, table, impl)
         x = x.contiguous()
         table = table.contiguous()
         N, I = x.shape
@@ -145,6 +164,7 @@ def torch_ops() -> SimpleNamespace:
     def c0_backward(grad_y: torch.Tensor, x: torch.Tensor, table: torch.Tensor, spline_width: float,
                     impl: str, need_input: bool, need_table: bool) -> Tuple[torch.Tensor, torch.Tensor]:
         """(grad_x, grad_table) of the C0 layer; a skipped gradient comes back as an empty tensor."""
+        _check_op_args(x, table, impl, grad_y)
         x = x.contiguous()
         table = table.contiguous()
         grad_y = grad_y.contiguous()

@@ -166,3 +166,21 @@ def test_non_finite_inputs(impl):
     layer.check_finite = True
     with pytest.raises(ValueError, match="NaN"):
         layer(x.detach())
+
+
+def test_custom_ops_called_directly_validate_their_operands():
+    from kancore import _ops
+
+    ops = _ops.torch_ops()
+    x, table = torch.zeros(4, 3), torch.zeros(3, 5, 2)
+    assert ops.c0_forward(x, table, 4.0, "embedding").shape == (4, 2)
+    with pytest.raises(ValueError, match="expected x"):
+        torch.ops.kancore.c0_forward(torch.zeros(4, 7), table, 4.0, "embedding_bag")
+    with pytest.raises(TypeError, match="one dtype"):
+        torch.ops.kancore.c0_forward(x.double(), table, 4.0, "embedding_bag")
+    with pytest.raises(ValueError, match="impl"):
+        torch.ops.kancore.c0_forward(x, table, 4.0, "dense")
+    with pytest.raises(ValueError, match="grad_y"):
+        torch.ops.kancore.c0_backward(torch.zeros(4, 3), x, table, 4.0, "embedding_bag", True, True)
+    with pytest.raises(ValueError, match="spline_width"):
+        torch.ops.kancore.c0_forward(x, table, float("nan"), "embedding_bag")
