@@ -417,14 +417,28 @@ namespace {
 // per-row slope dot (vector partials in `dotv`, reduced once per row by the caller).
 template <class T>
 __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
-    T* dC, const T* Ci, std::int64_t O, std::int64_t K, const T* __restrict gy,
-    const std::int32_t* start, const std::int32_t* order, const T* tsorted, Vec<T>* dotv) {
+    T* dC, bool first_chunk, const T* Ci, std::int64_t O, std::int64_t K,
+    const T* __restrict gy, const std::int32_t* start, const std::int32_t* order,
+    const T* tsorted, Vec<T>* dotv) {
   constexpr std::int64_t L = kLanes<T>;
-  // Row k's accumulators start with what earlier chunks stored; row k+1's collect bucket k's t g.
-  Vec<T> c0 = load(dC), c1 = load(dC + L), c2 = load(dC + 2 * L), c3 = load(dC + 3 * L);
+  // Row k's accumulators start with what earlier chunks stored (zero for the first chunk, so
+  // grad_table needs no separate zero fill); row k+1's collect bucket k's t g.
+  Vec<T> c0{}, c1{}, c2{}, c3{};
+  if (!first_chunk) {
+    c0 = load(dC);
+    c1 = load(dC + L);
+    c2 = load(dC + 2 * L);
+    c3 = load(dC + 3 * L);
+  }
   for (std::int64_t k = 0; k + 1 < K; ++k) {
     T* next = dC + (k + 1) * O;
-    Vec<T> n0 = load(next), n1 = load(next + L), n2 = load(next + 2 * L), n3 = load(next + 3 * L);
+    Vec<T> n0{}, n1{}, n2{}, n3{};
+    if (!first_chunk) {
+      n0 = load(next);
+      n1 = load(next + L);
+      n2 = load(next + 2 * L);
+      n3 = load(next + 3 * L);
+    }
     const T* lo = Ci + k * O;
     const T* hi = lo + O;
     const Vec<T> d0 = load(hi) - load(lo), d1 = load(hi + L) - load(lo + L);
@@ -530,7 +544,14 @@ void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y
 #pragma omp parallel for schedule(dynamic, 1) if (worth_parallel(s))
   for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
     const std::int64_t i0 = ib * kFusedInputs, ni = std::min(kFusedInputs, I - i0);
-    for (std::int64_t j = 0; j < ni * K * O; ++j) grad_table[i0 * K * O + j] = T(0);
+    // Full output tiles are initialised by the first row chunk; only a ragged last tile (updated
+    // in place) needs zeros first.
+    const std::int64_t full = O / OT * OT;
+    if (full < O) {
+      for (std::int64_t row = i0 * K; row < (i0 + ni) * K; ++row) {
+        for (std::int64_t o = full; o < O; ++o) grad_table[row * O + o] = T(0);
+      }
+    }
     std::int32_t key[kFusedRows][kFusedInputs];
     T tval[kFusedRows][kFusedInputs], slope_dot[kFusedRows][kFusedInputs];
     std::int32_t start[kMaxSortK + 1];
@@ -564,7 +585,8 @@ void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y
         }
         std::int64_t o0 = 0;
         for (; o0 + OT <= O; o0 += OT) {
-          fused_grad_full_tile(dC + o0, Ci + o0, O, K, gy + o0, start, order, tsorted, dotv);
+          fused_grad_full_tile(dC + o0, b0 == 0, Ci + o0, O, K, gy + o0, start, order, tsorted,
+                               dotv);
         }
         if (o0 < O) {
           fused_grad_partial_tile(dC + o0, Ci + o0, O, K, O - o0, gy + o0, start, order, tsorted,
