@@ -8,7 +8,7 @@
 // Layouts are dense and row-major: x (batch, in), table C (in, K, out), y (batch, out).
 // Kernels allocate nothing: outputs and workspace come from the caller.
 //
-// Non-finite inputs: NaN in x[b,i] makes row b of y NaN. x = ±inf gives the limit of the
+// Non-finite inputs: NaN in x[b,i] makes row b of y NaN (and grad_x[b,i] NaN). x = ±inf gives the limit of the
 // linear extension of the end segment (±inf, or the end value where that segment is flat),
 // and IEEE rules when such limits are summed. No input value causes an out-of-bounds access.
 #pragma once
@@ -33,7 +33,7 @@ struct Shape {
   std::int64_t batch = 0;
   std::int64_t in = 0;
   std::int64_t out = 0;
-  std::int64_t num_control_points = 0;  // K >= 2
+  std::int64_t num_control_points = 0;  // 2 <= K < 2^31
   double spline_width = 4.0;            // W > 0, finite
 };
 
@@ -42,7 +42,7 @@ struct Shape {
 void validate(const Shape& shape);
 
 // Bytes of workspace a call on `device` needs (0 for the gather path). Pass at least this many;
-// backward_workspace_bytes covers both backward calls.
+// backward_workspace_bytes covers every backward call (backward, backward_input, backward_table).
 std::size_t forward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
 std::size_t backward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
 
