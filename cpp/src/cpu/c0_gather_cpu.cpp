@@ -279,143 +279,41 @@ void backward_input_gather(const Shape& s, const T* x, const T* table, const T* 
 
 namespace {
 
-// grad_table rows of one input i and one output tile, for a chunk of batch rows already sorted by
-// interval: bucket k (rows order[start[k] .. start[k+1])) adds (1-t) g to row k and t g to row k+1.
-// Each gradient row is accumulated in registers from the buckets that touch it (k and k-1).
-template <class T>
-__attribute__((optimize("no-tree-vectorize"))) void table_grad_full_tile(
-    T* dC, std::int64_t O, std::int64_t K, const T* __restrict gy, const std::int32_t* start,
-    const std::int32_t* order, const T* tsorted) {
-  constexpr std::int64_t L = kLanes<T>;
-  for (std::int64_t k = 0; k < K; ++k) {
-    T* row = dC + k * O;
-    Vec<T> a0 = load(row), a1 = load(row + L), a2 = load(row + 2 * L), a3 = load(row + 3 * L);
-    if (k < K - 1) {
-      for (std::int32_t p = start[k]; p < start[k + 1]; ++p) {
-        const T* gr = gy + static_cast<std::int64_t>(order[p]) * O;
-        const T w = T(1) - tsorted[p];
-        a0 += w * load(gr);
-        a1 += w * load(gr + L);
-        a2 += w * load(gr + 2 * L);
-        a3 += w * load(gr + 3 * L);
-      }
-    }
-    if (k > 0) {
-      for (std::int32_t p = start[k - 1]; p < start[k]; ++p) {
-        const T* gr = gy + static_cast<std::int64_t>(order[p]) * O;
-        const T w = tsorted[p];
-        a0 += w * load(gr);
-        a1 += w * load(gr + L);
-        a2 += w * load(gr + 2 * L);
-        a3 += w * load(gr + 3 * L);
-      }
-    }
-    store(row, a0);
-    store(row + L, a1);
-    store(row + 2 * L, a2);
-    store(row + 3 * L, a3);
-  }
-}
+constexpr std::int64_t kMaxSortK = 4096;  // larger K: rows are scatter-added instead of sorted
 
+// grad_table by direct scatter-add, one input per work item (deterministic: rows in order).
+// Used only when K is too large for the stack-sized bucket sort of the fused kernel.
 template <class T>
-void table_grad_partial_tile(T* dC, std::int64_t O, std::int64_t K, std::int64_t width,
-                             const T* __restrict gy, const std::int32_t* start,
-                             const std::int32_t* order, const T* tsorted) {
-  for (std::int64_t k = 0; k + 1 < K; ++k) {
-    for (std::int32_t p = start[k]; p < start[k + 1]; ++p) {
-      const T* __restrict gr = gy + static_cast<std::int64_t>(order[p]) * O;
+void backward_table_scatter(const Shape& s, const T* x, const T* grad_y, T* grad_table) {
+  const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
+  const Grid<T> g = make_grid<T>(K, s.spline_width);
+#pragma omp parallel for schedule(static) if (worth_parallel(s))
+  for (std::int64_t i = 0; i < I; ++i) {
+    T* dC = grad_table + i * K * O;
+    for (std::int64_t j = 0; j < K * O; ++j) dC[j] = T(0);
+    for (std::int64_t b = 0; b < N; ++b) {
+      std::int64_t k;
+      T t;
+      locate(g, x[b * I + i], k, t);
+      const T* __restrict gy = grad_y + b * O;
       T* __restrict r0 = dC + k * O;
       T* __restrict r1 = r0 + O;
-      const T t = tsorted[p], a = T(1) - t;
+      const T a = T(1) - t;
 #pragma omp simd
-      for (std::int64_t oo = 0; oo < width; ++oo) {
-        r0[oo] += a * gr[oo];
-        r1[oo] += t * gr[oo];
+      for (std::int64_t o = 0; o < O; ++o) {
+        r0[o] += a * gy[o];
+        r1[o] += t * gy[o];
       }
     }
   }
 }
 
-constexpr std::int64_t kSortRows = 1024;  // batch rows bucket-sorted at a time (stack arrays)
-constexpr std::int64_t kMaxSortK = 4096;  // larger K: the direct scatter-add below is used
-
-}  // namespace
-
-template <class T>
-void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table) {
-  const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
-  constexpr std::int64_t OT = kOutTile<T>;
-  const Grid<T> g = make_grid<T>(K, s.spline_width);
-  const std::int64_t out_chunks = ceil_div(O, kOutChunk);
-
-  // Work item: one input x an output chunk of grad_table, owned, so there are no write conflicts;
-  // the summation order is fixed, so the result is deterministic.
-#pragma omp parallel for collapse(2) schedule(static) if (worth_parallel(s))
-  for (std::int64_t i = 0; i < I; ++i) {
-    for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
-      const std::int64_t o0 = oc * kOutChunk, width = std::min(kOutChunk, O - o0);
-      T* dC = grad_table + i * K * O + o0;
-      for (std::int64_t k = 0; k < K; ++k) {
-        for (std::int64_t oo = 0; oo < width; ++oo) dC[k * O + oo] = T(0);
-      }
-      if (K > kMaxSortK) {  // rare: many control points; scatter-add row by row
-        for (std::int64_t b = 0; b < N; ++b) {
-          std::int64_t k;
-          T t;
-          locate(g, x[b * I + i], k, t);
-          const T* __restrict gy = grad_y + b * O + o0;
-          T* __restrict r0 = dC + k * O;
-          T* __restrict r1 = r0 + O;
-          const T a = T(1) - t;
-#pragma omp simd
-          for (std::int64_t oo = 0; oo < width; ++oo) {
-            r0[oo] += a * gy[oo];
-            r1[oo] += t * gy[oo];
-          }
-        }
-        continue;
-      }
-      std::int32_t start[kMaxSortK + 1];
-      std::int32_t key[kSortRows], order[kSortRows];
-      T tval[kSortRows], tsorted[kSortRows];
-      for (std::int64_t b0 = 0; b0 < N; b0 += kSortRows) {
-        const std::int64_t nb = std::min(kSortRows, N - b0);
-        // Stable counting sort of the chunk's rows by interval k.
-        for (std::int64_t k = 0; k <= K; ++k) start[k] = 0;
-        for (std::int64_t r = 0; r < nb; ++r) {
-          std::int64_t k;
-          locate(g, x[(b0 + r) * I + i], k, tval[r]);
-          key[r] = static_cast<std::int32_t>(k);
-          ++start[k + 1];
-        }
-        for (std::int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
-        for (std::int64_t r = 0; r < nb; ++r) {
-          const std::int32_t p = start[key[r]]++;
-          order[p] = static_cast<std::int32_t>(r);
-          tsorted[p] = tval[r];
-        }
-        for (std::int64_t k = K; k > 0; --k) start[k] = start[k - 1];
-        start[0] = 0;
-        const T* gy = grad_y + b0 * O + o0;
-        for (std::int64_t t0 = 0; t0 < width; t0 += OT) {
-          if (t0 + OT <= width) {
-            table_grad_full_tile(dC + t0, O, K, gy + t0, start, order, tsorted);
-          } else {
-            table_grad_partial_tile(dC + t0, O, K, width - t0, gy + t0, start, order, tsorted);
-          }
-        }
-      }
-    }
-  }
-}
-
-namespace {
-
-// Both gradients of one input i for one output tile, from a chunk of rows sorted by interval.
-// Bucket k's rows load their grad_y tile once and use it three times: (1-t) g into grad_table row
-// k, t g into row k+1 (carried in registers to the next bucket), and g . (C[k+1] - C[k]) into the
-// per-row slope dot (vector partials in `dotv`, reduced once per row by the caller).
-template <class T>
+// The gradients of one input i for one output tile, from a chunk of rows sorted by interval.
+// Bucket k's rows load their grad_y tile once and use it for (1-t) g into grad_table row k, t g
+// into row k+1 (carried in registers to the next bucket) and, with kSlope, g . (C[k+1] - C[k])
+// into the per-row slope dot of the input gradient (vector partials in `dotv`, reduced once per
+// row by the caller).
+template <class T, bool kSlope>
 __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
     T* dC, bool first_chunk, const T* Ci, std::int64_t O, std::int64_t K,
     const T* __restrict gy, const std::int32_t* start, const std::int32_t* order,
@@ -439,10 +337,15 @@ __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
       n2 = load(next + 2 * L);
       n3 = load(next + 3 * L);
     }
-    const T* lo = Ci + k * O;
-    const T* hi = lo + O;
-    const Vec<T> d0 = load(hi) - load(lo), d1 = load(hi + L) - load(lo + L);
-    const Vec<T> d2 = load(hi + 2 * L) - load(lo + 2 * L), d3 = load(hi + 3 * L) - load(lo + 3 * L);
+    Vec<T> d0{}, d1{}, d2{}, d3{};
+    if constexpr (kSlope) {
+      const T* lo = Ci + k * O;
+      const T* hi = lo + O;
+      d0 = load(hi) - load(lo);
+      d1 = load(hi + L) - load(lo + L);
+      d2 = load(hi + 2 * L) - load(lo + 2 * L);
+      d3 = load(hi + 3 * L) - load(lo + 3 * L);
+    }
     for (std::int32_t p = start[k]; p < start[k + 1]; ++p) {
       const T* gr = gy + static_cast<std::int64_t>(order[p]) * O;
       const Vec<T> g0 = load(gr), g1 = load(gr + L), g2 = load(gr + 2 * L), g3 = load(gr + 3 * L);
@@ -455,11 +358,13 @@ __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
       n1 += t * g1;
       n2 += t * g2;
       n3 += t * g3;
-      Vec<T> dot = g0 * d0;
-      dot += g1 * d1;
-      dot += g2 * d2;
-      dot += g3 * d3;
-      dotv[p] += dot;
+      if constexpr (kSlope) {
+        Vec<T> dot = g0 * d0;
+        dot += g1 * d1;
+        dot += g2 * d2;
+        dot += g3 * d3;
+        dotv[p] += dot;
+      }
     }
     T* row = dC + k * O;
     store(row, c0);
@@ -479,27 +384,35 @@ __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
 }
 
 // The same for a partial tile of `width` outputs (scalar partials in `dots`).
-template <class T>
+template <class T, bool kSlope>
 void fused_grad_partial_tile(T* dC, const T* Ci, std::int64_t O, std::int64_t K,
                              std::int64_t width, const T* __restrict gy,
                              const std::int32_t* start, const std::int32_t* order,
                              const T* tsorted, T* dots) {
   for (std::int64_t k = 0; k + 1 < K; ++k) {
-    const T* __restrict lo = Ci + k * O;
-    const T* __restrict hi = lo + O;
+    const T* __restrict lo = kSlope ? Ci + k * O : nullptr;
+    const T* __restrict hi = kSlope ? lo + O : nullptr;
     T* __restrict r0 = dC + k * O;
     T* __restrict r1 = r0 + O;
     for (std::int32_t p = start[k]; p < start[k + 1]; ++p) {
       const T* __restrict gr = gy + static_cast<std::int64_t>(order[p]) * O;
       const T t = tsorted[p], a = T(1) - t;
-      T dot = T(0);
+      if constexpr (kSlope) {
+        T dot = T(0);
 #pragma omp simd reduction(+ : dot)
-      for (std::int64_t oo = 0; oo < width; ++oo) {
-        r0[oo] += a * gr[oo];
-        r1[oo] += t * gr[oo];
-        dot += gr[oo] * (hi[oo] - lo[oo]);
+        for (std::int64_t oo = 0; oo < width; ++oo) {
+          r0[oo] += a * gr[oo];
+          r1[oo] += t * gr[oo];
+          dot += gr[oo] * (hi[oo] - lo[oo]);
+        }
+        dots[p] += dot;
+      } else {
+#pragma omp simd
+        for (std::int64_t oo = 0; oo < width; ++oo) {
+          r0[oo] += a * gr[oo];
+          r1[oo] += t * gr[oo];
+        }
       }
-      dots[p] += dot;
     }
   }
 }
@@ -523,17 +436,11 @@ inline void locate_row_raw(const Grid<T>& g, const T* __restrict x, std::int64_t
   }
 }
 
-}  // namespace
-
-template <class T>
-void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
+// grad_table, and with kInput also grad_x, in one pass over bucket-sorted rows (K <= kMaxSortK).
+template <class T, bool kInput>
+void sorted_backward(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
                      T* grad_table) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
-  if (K > kMaxSortK) {
-    backward_input_gather(s, x, table, grad_y, grad_x);
-    backward_table_gather(s, x, grad_y, grad_table);
-    return;
-  }
   constexpr std::int64_t OT = kOutTile<T>;
   constexpr std::int64_t L = kLanes<T>;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
@@ -567,7 +474,7 @@ void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y
       for (std::int64_t ii = 0; ii < ni; ++ii) {
         const std::int64_t i = i0 + ii;
         T* dC = grad_table + i * K * O;
-        const T* Ci = table + i * K * O;
+        const T* Ci = kInput ? table + i * K * O : nullptr;
         // Stable counting sort of the chunk's rows by interval k.
         for (std::int64_t k = 0; k <= K; ++k) start[k] = 0;
         for (std::int64_t r = 0; r < nb; ++r) ++start[key[r][ii] + 1];
@@ -585,29 +492,51 @@ void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y
         }
         std::int64_t o0 = 0;
         for (; o0 + OT <= O; o0 += OT) {
-          fused_grad_full_tile(dC + o0, b0 == 0, Ci + o0, O, K, gy + o0, start, order, tsorted,
-                               dotv);
+          fused_grad_full_tile<T, kInput>(dC + o0, b0 == 0, Ci + o0, O, K, gy + o0, start, order,
+                                          tsorted, dotv);
         }
         if (o0 < O) {
-          fused_grad_partial_tile(dC + o0, Ci + o0, O, K, O - o0, gy + o0, start, order, tsorted,
-                                  dots);
+          fused_grad_partial_tile<T, kInput>(dC + o0, Ci + o0, O, K, O - o0, gy + o0, start,
+                                             order, tsorted, dots);
         }
-        for (std::int64_t p = 0; p < nb; ++p) {
-          T sum = dots[p];
-          for (std::int64_t l = 0; l < L; ++l) sum += dotv[p][l];
-          slope_dot[order[p]][ii] = sum;
+        if constexpr (kInput) {
+          for (std::int64_t p = 0; p < nb; ++p) {
+            T sum = dots[p];
+            for (std::int64_t l = 0; l < L; ++l) sum += dotv[p][l];
+            slope_dot[order[p]][ii] = sum;
+          }
         }
       }
-      for (std::int64_t r = 0; r < nb; ++r) {
-        const T* xr = x + (b0 + r) * I + i0;
-        T* gxr = grad_x + (b0 + r) * I + i0;
-        for (std::int64_t ii = 0; ii < ni; ++ii) {
-          // NaN inputs propagate to their gradient; the slope itself is always finite.
-          gxr[ii] = (xr[ii] != xr[ii]) ? xr[ii] : slope_dot[r][ii] * g.slope;
+      if constexpr (kInput) {
+        for (std::int64_t r = 0; r < nb; ++r) {
+          const T* xr = x + (b0 + r) * I + i0;
+          T* gxr = grad_x + (b0 + r) * I + i0;
+          for (std::int64_t ii = 0; ii < ni; ++ii) {
+            // NaN inputs propagate to their gradient; the slope itself is always finite.
+            gxr[ii] = (xr[ii] != xr[ii]) ? xr[ii] : slope_dot[r][ii] * g.slope;
+          }
         }
       }
     }
   }
+}
+
+}  // namespace
+
+template <class T>
+void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table) {
+  if (s.num_control_points > kMaxSortK) return backward_table_scatter(s, x, grad_y, grad_table);
+  sorted_backward<T, false>(s, x, nullptr, grad_y, nullptr, grad_table);
+}
+
+template <class T>
+void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
+                     T* grad_table) {
+  if (s.num_control_points > kMaxSortK) {
+    backward_input_gather(s, x, table, grad_y, grad_x);
+    return backward_table_scatter(s, x, grad_y, grad_table);
+  }
+  sorted_backward<T, true>(s, x, table, grad_y, grad_x, grad_table);
 }
 
 #define KANCORE_INSTANTIATE(T)                                                              \
