@@ -153,8 +153,7 @@ class KANLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         table = self._table()
-        _torch_ops.check_operands(x, table)
-        _ops.check_impl(self.impl)
+        _torch_ops.check_operands(x, table)  # the op re-checks impl and operands itself
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise ValueError("KANLayer input contains NaN or ±inf (check_finite=True)")
         lead = x.shape[:-1]
