@@ -6,18 +6,23 @@ Without PyTorch, ``kancore.functional`` runs the same kernels on NumPy arrays.
 from ._core import __version__, built_with_cuda
 from . import functional
 
-__all__ = ["KANLayer", "functional", "built_with_cuda", "__version__"]
+__all__ = ["KANLayer", "KANLinear", "KAN", "functional", "built_with_cuda", "__version__"]
+
+_TORCH_CLASSES = {"KANLayer": "kan_layer", "KANLinear": "kan_linear", "KAN": "kan_linear"}
 
 
 def __getattr__(name):
-    # KANLayer needs torch; load it on first use so `import kancore` works with NumPy alone.
-    if name == "KANLayer":
+    # The layers need torch; load them on first use so `import kancore` works with NumPy alone.
+    if name in _TORCH_CLASSES:
+        import importlib
+
         try:
-            from .kan_layer import KANLayer
+            module = importlib.import_module(f".{_TORCH_CLASSES[name]}", __name__)
         except ModuleNotFoundError as exc:
             if exc.name != "torch":
                 raise
-            raise ImportError("kancore.KANLayer needs PyTorch: pip install 'kancore[torch]'") from exc
-        globals()["KANLayer"] = KANLayer
-        return KANLayer
+            raise ImportError(f"kancore.{name} needs PyTorch: pip install 'kancore[torch]'") from exc
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'kancore' has no attribute {name!r}")

@@ -220,3 +220,254 @@ def torch_ops() -> SimpleNamespace:
 
     return SimpleNamespace(c0_forward=c0_forward, c0_backward=c0_backward,
                            check_operands=check_torch_operands)
+
+
+# ----------------------------------------------------------------------------------------------
+# B-spline layer, grid adaptation and regularisation losses
+
+def _dtype_name(dtype) -> str:
+    name = str(dtype).replace("torch.", "")
+    if name not in ("float32", "float64"):
+        raise TypeError(f"expected float32 or float64, got {dtype}")
+    return name
+
+
+def bspline_basis_numpy(knots, grid_size: int, spline_order: int, x, derivative: bool = False):
+    """Dense float64 basis (n, G+k) of one feature's knots (G+2k+1,) at points x (n,)."""
+    knots = np.ascontiguousarray(knots, dtype=np.float64)
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(-1))
+    if knots.shape != (grid_size + 2 * spline_order + 1,):
+        raise ValueError(f"expected {grid_size + 2 * spline_order + 1} knots, got shape {knots.shape}")
+    if np.any(~np.isfinite(knots)) or np.any(np.diff(knots) < 0):
+        raise ValueError("expected finite, non-decreasing knots")
+    values = np.empty((x.size, grid_size + spline_order), dtype=np.float64)
+    derivs = np.empty_like(values) if derivative else None
+    _core.bspline_basis(_np_address(knots), grid_size, spline_order, _np_address(x), x.size,
+                        _np_address(values), _np_address(derivs) if derivative else 0)
+    return (values, derivs) if derivative else values
+
+
+def _addr(a) -> int:
+    """Address of a contiguous torch tensor or NumPy array (0 for None)."""
+    if a is None:
+        return 0
+    if isinstance(a, np.ndarray):
+        return _np_address(a)
+    return a.data_ptr()
+
+
+def bspline_update_grid_arrays(x, grid, spline_weight, margin: float, grid_eps: float, ridge: float):
+    """(new_grid, new_spline_weight, (features_kept, samples_skipped)) as NumPy arrays (CPU)."""
+    x = np.ascontiguousarray(x)
+    grid = np.ascontiguousarray(grid)
+    spline_weight = np.ascontiguousarray(spline_weight)
+    out, in_features, C = spline_weight.shape
+    k = (grid.shape[1] - 1 - C)
+    G = C - k
+    if x.ndim != 2 or x.shape[1] != in_features or grid.shape[0] != in_features or k < 1 or G < 1:
+        raise ValueError(f"expected x (batch, {in_features}), grid ({in_features}, G+2k+1) and "
+                         f"spline_weight (out, {in_features}, G+k), got {x.shape}, {grid.shape}, "
+                         f"{spline_weight.shape}")
+    if not (x.dtype == grid.dtype == spline_weight.dtype):
+        raise TypeError(f"expected one dtype, got {x.dtype}, {grid.dtype}, {spline_weight.dtype}")
+    new_grid = np.empty_like(grid)
+    new_w = np.empty_like(spline_weight)
+    report = _core.bspline_update_grid(_addr(x), _addr(grid), _addr(spline_weight), _addr(new_grid),
+                                       _addr(new_w), x.shape[0], in_features, out, G, k,
+                                       _dtype_name(grid.dtype), float(margin), float(grid_eps),
+                                       float(ridge))
+    return new_grid, new_w, report
+
+
+def bspline_refine_arrays(grid, spline_weight, new_grid_size: int):
+    grid = np.ascontiguousarray(grid)
+    spline_weight = np.ascontiguousarray(spline_weight)
+    out, in_features, C = spline_weight.shape
+    k = grid.shape[1] - 1 - C
+    G = C - k
+    new_grid_size = int(new_grid_size)
+    if new_grid_size < 1:
+        raise ValueError(f"expected new_grid_size >= 1, got {new_grid_size}")
+    new_grid = np.empty((in_features, new_grid_size + 2 * k + 1), dtype=grid.dtype)
+    new_w = np.empty((out, in_features, new_grid_size + k), dtype=spline_weight.dtype)
+    _core.bspline_refine(_addr(grid), _addr(spline_weight), _addr(new_grid), _addr(new_w),
+                         in_features, out, G, k, new_grid_size, _dtype_name(grid.dtype))
+    return new_grid, new_w
+
+
+def bspline_forward_numpy(x, grid, base_weight, spline_weight, spline_scaler=None):
+    """NumPy forward of the B-spline layer: x (..., in) -> (..., out)."""
+    spline_weight = np.ascontiguousarray(spline_weight)
+    if spline_weight.dtype not in _NP_DTYPES:
+        raise TypeError(f"expected float32 or float64 weights, got {spline_weight.dtype}")
+    out, I, C = spline_weight.shape
+    grid = np.ascontiguousarray(grid, dtype=spline_weight.dtype)
+    k = grid.shape[-1] - 1 - C
+    G = C - k
+    x = np.asarray(x)
+    if x.dtype != spline_weight.dtype:
+        raise TypeError(f"expected x of dtype {spline_weight.dtype}, got {x.dtype}")
+    if x.ndim < 1 or x.shape[-1] != I or grid.shape != (I, G + 2 * k + 1):
+        raise ValueError(f"expected x (..., {I}) and grid ({I}, G+2k+1), got {x.shape}, {grid.shape}")
+    lead = x.shape[:-1]
+    x2 = np.ascontiguousarray(x.reshape(-1, I))
+    bw = None if base_weight is None else np.ascontiguousarray(base_weight, dtype=spline_weight.dtype)
+    sc = None if spline_scaler is None else np.ascontiguousarray(spline_scaler, dtype=spline_weight.dtype)
+    for name, a, shape in (("base_weight", bw, (out, I)), ("spline_scaler", sc, (out, I))):
+        if a is not None and a.shape != shape:
+            raise ValueError(f"expected {name} of shape {shape}, got {a.shape}")
+    dtype = _NP_DTYPES[spline_weight.dtype]
+    y = np.empty((x2.shape[0], out), dtype=spline_weight.dtype)
+    nbytes = _core.bspline_workspace_bytes(x2.shape[0], I, out, G, k, dtype, "cpu", False)
+    ws = np.empty(max(nbytes, 1), dtype=np.uint8)
+    _core.bspline_forward(_addr(x2), _addr(grid), _addr(bw), _addr(spline_weight), _addr(sc),
+                          _addr(y), x2.shape[0], I, out, G, k, dtype, _addr(ws), ws.nbytes, "cpu")
+    return y.reshape(*lead, out)
+
+
+@functools.lru_cache(maxsize=None)
+def torch_bspline_ops() -> SimpleNamespace:
+    """Register the B-spline and loss custom ops once and return them (imports torch)."""
+    import torch
+    from typing import List, Optional
+
+    def _shape(x, grid, spline_weight):
+        out, I, C = spline_weight.shape
+        k = grid.shape[1] - 1 - C
+        return x.shape[0], I, out, C - k, k
+
+    def _check(x, grid, base_weight, spline_weight, spline_scaler):
+        if spline_weight.dim() != 3 or x.dim() != 2 or grid.dim() != 2:
+            raise ValueError(f"expected x (batch, in), grid (in, G+2k+1), spline_weight (out, in, G+k), "
+                             f"got {tuple(x.shape)}, {tuple(grid.shape)}, {tuple(spline_weight.shape)}")
+        out, I, C = spline_weight.shape
+        k = grid.shape[1] - 1 - C
+        if x.shape[1] != I or grid.shape[0] != I or k < 1 or C - k < 1:
+            raise ValueError(f"expected x (batch, {I}) and grid ({I}, G+2k+1) with k >= 1, G >= 1, got "
+                             f"{tuple(x.shape)} and {tuple(grid.shape)}")
+        for name, t in (("base_weight", base_weight), ("spline_scaler", spline_scaler)):
+            if t is not None and tuple(t.shape) != (out, I):
+                raise ValueError(f"expected {name} of shape {(out, I)}, got {tuple(t.shape)}")
+        tensors = [t for t in (x, grid, base_weight, spline_weight, spline_scaler) if t is not None]
+        if any(t.dtype != spline_weight.dtype for t in tensors):
+            raise TypeError(f"expected every operand in {spline_weight.dtype}, got "
+                            f"{[str(t.dtype) for t in tensors]}")
+        _dtype_name(spline_weight.dtype)
+        if any(t.device.type != "cpu" for t in tensors):
+            raise NotImplementedError("kancore: the B-spline layer is not yet on CUDA (CPU only for now)")
+
+    def _c(t):
+        return None if t is None else t.contiguous()
+
+    @torch.library.custom_op("kancore::bspline_forward", mutates_args=())
+    def bspline_forward(x: torch.Tensor, grid: torch.Tensor, base_weight: Optional[torch.Tensor],
+                        spline_weight: torch.Tensor, spline_scaler: Optional[torch.Tensor]) -> torch.Tensor:
+        _check(x, grid, base_weight, spline_weight, spline_scaler)
+        x, grid, base_weight, spline_weight, spline_scaler = map(_c, (x, grid, base_weight, spline_weight, spline_scaler))
+        N, I, O, G, k = _shape(x, grid, spline_weight)
+        dtype = _dtype_name(x.dtype)
+        y = x.new_empty((N, O))
+        nbytes = _core.bspline_workspace_bytes(N, I, O, G, k, dtype, "cpu", False)
+        ws = torch.empty(max(nbytes, 1), dtype=torch.uint8)
+        _core.bspline_forward(_addr(x), _addr(grid), _addr(base_weight), _addr(spline_weight),
+                              _addr(spline_scaler), _addr(y), N, I, O, G, k, dtype, ws.data_ptr(),
+                              nbytes, "cpu")
+        return y
+
+    @bspline_forward.register_fake
+    def _(x, grid, base_weight, spline_weight, spline_scaler):
+        return x.new_empty((x.shape[0], spline_weight.shape[0]))
+
+    @torch.library.custom_op("kancore::bspline_backward", mutates_args=())
+    def bspline_backward(grad_y: torch.Tensor, x: torch.Tensor, grid: torch.Tensor,
+                         base_weight: Optional[torch.Tensor], spline_weight: torch.Tensor,
+                         spline_scaler: Optional[torch.Tensor], needs: List[bool]) -> List[torch.Tensor]:
+        """[grad_x, grad_base_weight, grad_spline_weight, grad_spline_scaler]; skipped ones empty."""
+        _check(x, grid, base_weight, spline_weight, spline_scaler)
+        N, I, O, G, k = _shape(x, grid, spline_weight)
+        if tuple(grad_y.shape) != (N, O) or grad_y.dtype != x.dtype or grad_y.device != x.device:
+            raise ValueError(f"expected grad_y ({N}, {O}) {x.dtype}, got {tuple(grad_y.shape)} {grad_y.dtype}")
+        x, grid, base_weight, spline_weight, spline_scaler, grad_y = map(
+            _c, (x, grid, base_weight, spline_weight, spline_scaler, grad_y))
+        refs = (x, base_weight, spline_weight, spline_scaler)
+        outs = [torch.empty_like(r) if (need and r is not None) else x.new_empty(0)
+                for need, r in zip(needs, refs)]
+        addrs = [o.data_ptr() if (need and r is not None) else 0 for o, need, r in zip(outs, needs, refs)]
+        dtype = _dtype_name(x.dtype)
+        nbytes = _core.bspline_workspace_bytes(N, I, O, G, k, dtype, "cpu", True)
+        ws = torch.empty(max(nbytes, 1), dtype=torch.uint8)
+        _core.bspline_backward(_addr(x), _addr(grid), _addr(base_weight), _addr(spline_weight),
+                               _addr(spline_scaler), _addr(grad_y), *addrs, N, I, O, G, k, dtype,
+                               ws.data_ptr(), nbytes, "cpu")
+        return outs
+
+    @bspline_backward.register_fake
+    def _(grad_y, x, grid, base_weight, spline_weight, spline_scaler, needs):
+        refs = (x, base_weight, spline_weight, spline_scaler)
+        return [torch.empty_like(r) if (need and r is not None) else x.new_empty(0)
+                for need, r in zip(needs, refs)]
+
+    def _setup(ctx, inputs, output):
+        x, grid, base_weight, spline_weight, spline_scaler = inputs
+        ctx.save_for_backward(x, grid, base_weight, spline_weight, spline_scaler)
+
+    def _backward(ctx, grad_y):
+        x, grid, base_weight, spline_weight, spline_scaler = ctx.saved_tensors
+        n = ctx.needs_input_grad
+        needs = [n[0], n[2], n[3], n[4]]
+        if not any(needs):
+            return None, None, None, None, None
+        gx, gb, gw, gs = bspline_backward(grad_y, x, grid, base_weight, spline_weight, spline_scaler, needs)
+        pick = lambda g, need: g if need else None  # noqa: E731
+        return pick(gx, n[0]), None, pick(gb, n[2]), pick(gw, n[3]), pick(gs, n[4])
+
+    bspline_forward.register_autograd(_backward, setup_context=_setup)
+
+    # Losses: one native call gives the value and the gradient; autograd scales the gradient.
+    @torch.library.custom_op("kancore::coefficient_l1_entropy", mutates_args=())
+    def coefficient_l1_entropy(w: torch.Tensor, activation: float, entropy: float) -> List[torch.Tensor]:
+        if w.dim() < 1 or w.device.type != "cpu":
+            raise ValueError(f"expected a CPU tensor (..., per_edge), got {tuple(w.shape)} on {w.device}")
+        w = w.contiguous()
+        grad = torch.empty_like(w)
+        per_edge = w.shape[-1]
+        value = _core.coefficient_l1_entropy(w.data_ptr(), w.numel() // max(per_edge, 1), per_edge,
+                                             float(activation), float(entropy),
+                                             _dtype_name(w.dtype), grad.data_ptr())
+        return [torch.tensor(value, dtype=w.dtype), grad]
+
+    @coefficient_l1_entropy.register_fake
+    def _(w, activation, entropy):
+        return [w.new_empty(()), torch.empty_like(w)]
+
+    @torch.library.custom_op("kancore::smoothness", mutates_args=())
+    def smoothness(c: torch.Tensor, outer: int, K: int, inner: int) -> List[torch.Tensor]:
+        if c.numel() != outer * K * inner or c.device.type != "cpu":
+            raise ValueError(f"expected a CPU tensor of {outer}x{K}x{inner} elements, got {tuple(c.shape)}")
+        c = c.contiguous()
+        grad = torch.empty_like(c)
+        value = _core.smoothness(c.data_ptr(), outer, K, inner, _dtype_name(c.dtype), grad.data_ptr())
+        return [torch.tensor(value, dtype=c.dtype), grad]
+
+    @smoothness.register_fake
+    def _(c, outer, K, inner):
+        return [c.new_empty(()), torch.empty_like(c)]
+
+    def _loss_setup(ctx, inputs, output):
+        ctx.save_for_backward(output[1])
+
+    def _loss_backward(ctx, *grads):
+        (g,) = ctx.saved_tensors
+        if len(grads) == 1 and isinstance(grads[0], (list, tuple)):
+            grads = grads[0]
+        grad_value = grads[0]
+        if grad_value is None:
+            return (None,) * 4
+        return (grad_value * g,) + (None,) * 3
+
+    coefficient_l1_entropy.register_autograd(
+        lambda ctx, *grads: _loss_backward(ctx, *grads)[:3], setup_context=_loss_setup)
+    smoothness.register_autograd(_loss_backward, setup_context=_loss_setup)
+
+    return SimpleNamespace(bspline_forward=bspline_forward, bspline_backward=bspline_backward,
+                           coefficient_l1_entropy=coefficient_l1_entropy, smoothness=smoothness)

@@ -1,8 +1,13 @@
-"""Stateless NumPy entry points to the native C0 kernels (no torch needed).
+"""Stateless NumPy entry points to the native kernels (no torch needed).
 
-``x`` has shape (..., in), ``table`` (in, K, out); both float32 or both float64.
+C0 layer: ``x`` has shape (..., in), ``table`` (in, K, out); both float32 or both float64.
+B-spline layer: ``bspline_forward(x, grid, base_weight, spline_weight, spline_scaler=None)`` with
+efficient-kan's shapes; ``bspline_basis(knots, G, k, x)`` is one feature's dense basis.
 """
 from ._ops import c0_backward_numpy as c0_backward  # noqa: F401
 from ._ops import c0_forward_numpy as c0_forward  # noqa: F401
 
-__all__ = ["c0_forward", "c0_backward"]
+from ._ops import bspline_basis_numpy as bspline_basis  # noqa: F401
+from ._ops import bspline_forward_numpy as bspline_forward  # noqa: F401
+
+__all__ = ["c0_forward", "c0_backward", "bspline_forward", "bspline_basis"]

@@ -10,4 +10,5 @@ PYBIND11_MODULE(_core, m) {
   m.def("built_with_cuda", &kancore::built_with_cuda,
         "True when this build contains the CUDA backend.");
   kancore::python::register_c0(m);
+  kancore::python::register_bspline(m);
 }

@@ -1,7 +1,9 @@
 // Everything public in kancore. CUDA-free: device buffers and streams pass as plain pointers.
 #pragma once
 
+#include "kancore/bspline_layer.hpp"
 #include "kancore/c0_layer.hpp"
 #include "kancore/csr.hpp"
+#include "kancore/regularizers.hpp"
 #include "kancore/types.hpp"
 #include "kancore/version.hpp"

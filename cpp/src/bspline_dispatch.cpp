@@ -1,0 +1,153 @@
+// The one place where B-spline layer calls are validated and routed (CPU only for now).
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "bspline_basis.hpp"
+#include "cpu/bspline_cpu.hpp"
+#include "kancore/bspline_layer.hpp"
+
+namespace kancore::bspline {
+namespace {
+
+[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("kancore: " + what); }
+
+std::size_t elem_size(DType dtype) {
+  switch (dtype) {
+    case DType::float32: return 4;
+    case DType::float64: return 8;
+  }
+  fail("expected dtype float32 or float64, got code " + std::to_string(static_cast<int>(dtype)));
+}
+
+void require(const void* p, const char* name, std::int64_t elements) {
+  if (elements > 0 && p == nullptr) fail(std::string("expected a buffer for ") + name + ", got null");
+}
+
+void cpu_only(const ExecContext& ctx) {
+  if (ctx.device.type == DeviceType::cuda) {
+    throw std::runtime_error("kancore: the B-spline layer is not yet on CUDA (CPU only for now)");
+  }
+  if (ctx.device.type != DeviceType::cpu) fail("expected device cpu or cuda");
+}
+
+void check_workspace(std::size_t need, const void* ws, std::size_t ws_bytes) {
+  if (need == 0) return;
+  if (ws == nullptr || ws_bytes < need) {
+    fail("expected a workspace of at least " + std::to_string(need) + " bytes, got " +
+         std::to_string(ws == nullptr ? 0 : ws_bytes));
+  }
+}
+
+// Knots must be finite and non-decreasing per feature: the basis search relies on it.
+template <class T>
+void check_knots(const Shape& s, const T* knots) {
+  const std::int64_t n = s.num_knots();
+  for (std::int64_t i = 0; i < s.in; ++i) {
+    const T* t = knots + i * n;
+    for (std::int64_t j = 0; j < n; ++j) {
+      if (!std::isfinite(t[j]) || (j > 0 && t[j] < t[j - 1])) {
+        fail("expected finite, non-decreasing knots, got grid[" + std::to_string(i) + ", " +
+             std::to_string(j) + "] = " + std::to_string(static_cast<double>(t[j])) +
+             (j > 0 ? " after " + std::to_string(static_cast<double>(t[j - 1])) : std::string()));
+      }
+    }
+  }
+}
+
+template <class Fn>
+void by_dtype(DType dtype, Fn&& fn) {
+  if (dtype == DType::float32) {
+    fn(float{});
+  } else if (dtype == DType::float64) {
+    fn(double{});
+  } else {
+    elem_size(dtype);  // throws
+  }
+}
+
+}  // namespace
+
+void validate(const Shape& s) {
+  if (s.batch < 0) fail("expected batch >= 0, got " + std::to_string(s.batch));
+  if (s.in < 1) fail("expected in_features >= 1, got " + std::to_string(s.in));
+  if (s.out < 1) fail("expected out_features >= 1, got " + std::to_string(s.out));
+  if (s.grid_size < 1 || s.grid_size > (std::int64_t{1} << 24)) {
+    fail("expected 1 <= grid_size <= 2^24, got " + std::to_string(s.grid_size));
+  }
+  if (s.order < 1 || s.order > kMaxOrder) {
+    fail("expected 1 <= spline_order <= " + std::to_string(kMaxOrder) + ", got " +
+         std::to_string(s.order));
+  }
+  // Element counts (and byte counts up to ~16x them) must stay far from overflow.
+  constexpr std::int64_t kMax = std::int64_t{1} << 44;
+  auto fits = [&](std::int64_t a, std::int64_t b) { return a == 0 || b <= kMax / a; };
+  const std::int64_t C = s.num_coefficients();
+  const bool ok = s.in <= kMax && s.out <= kMax && s.batch <= kMax && fits(s.in, C) &&
+                  fits(s.in * C, s.out) && fits(s.batch, s.in) && fits(s.batch, s.out);
+  if (!ok) fail("expected sizes whose products fit in 64-bit indices, got an absurd shape");
+}
+
+std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Device device) {
+  validate(s);
+  cpu_only(ExecContext{device, nullptr});
+  return cpu::forward_workspace_elems(s) * elem_size(dtype);
+}
+
+std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Device device) {
+  validate(s);
+  cpu_only(ExecContext{device, nullptr});
+  return cpu::backward_workspace_elems(s) * elem_size(dtype);
+}
+
+void forward(const Shape& s, DType dtype, const void* x, const Params& p, void* y, void* ws,
+             std::size_t ws_bytes, const ExecContext& ctx) {
+  validate(s);
+  cpu_only(ctx);
+  require(x, "x", s.batch * s.in);
+  require(p.knots, "knots", s.in * s.num_knots());
+  require(p.spline_weight, "spline_weight", s.out * s.in * s.num_coefficients());
+  require(y, "y", s.batch * s.out);
+  check_workspace(forward_workspace_bytes(s, dtype), ws, ws_bytes);
+  by_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    check_knots(s, static_cast<const T*>(p.knots));
+    cpu::forward(s, static_cast<const T*>(x), static_cast<const T*>(p.knots),
+                 static_cast<const T*>(p.base_weight), static_cast<const T*>(p.spline_weight),
+                 static_cast<const T*>(p.spline_scaler), static_cast<T*>(y), static_cast<T*>(ws));
+  });
+}
+
+void backward(const Shape& s, DType dtype, const void* x, const Params& p, const void* grad_y,
+              const Grads& g, void* ws, std::size_t ws_bytes, const ExecContext& ctx) {
+  validate(s);
+  cpu_only(ctx);
+  require(x, "x", s.batch * s.in);
+  require(p.knots, "knots", s.in * s.num_knots());
+  require(p.spline_weight, "spline_weight", s.out * s.in * s.num_coefficients());
+  require(grad_y, "grad_y", s.batch * s.out);
+  if (g.base_weight && !p.base_weight) fail("expected base_weight for its gradient, got null");
+  if (g.spline_scaler && !p.spline_scaler) fail("expected spline_scaler for its gradient, got null");
+  check_workspace(backward_workspace_bytes(s, dtype), ws, ws_bytes);
+  by_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    check_knots(s, static_cast<const T*>(p.knots));
+    cpu::backward(s, static_cast<const T*>(x), static_cast<const T*>(p.knots),
+                  static_cast<const T*>(p.base_weight), static_cast<const T*>(p.spline_weight),
+                  static_cast<const T*>(p.spline_scaler), static_cast<const T*>(grad_y),
+                  static_cast<T*>(g.x), static_cast<T*>(g.base_weight),
+                  static_cast<T*>(g.spline_weight), static_cast<T*>(g.spline_scaler),
+                  static_cast<T*>(ws));
+  });
+}
+
+std::int64_t basis(const double* knots, std::int64_t grid_size, std::int64_t order, double x,
+                   double* values, double* derivs) {
+  validate(Shape{0, 1, 1, grid_size, order});
+  require(knots, "knots", 1);
+  require(values, "values", 1);
+  double scratch[2 * (kMaxOrder + 1)];
+  return detail::eval_basis<double>(knots, grid_size, order, x, values, derivs, scratch);
+}
+
+}  // namespace kancore::bspline

@@ -1,0 +1,251 @@
+"""``KANLinear`` and ``KAN``: efficient-kan's B-spline KAN layer and stack, on kancore's kernels.
+
+The constructor arguments and defaults, the state_dict names and shapes (``grid``,
+``base_weight``, ``spline_weight``, ``spline_scaler``) and the forward function are efficient-kan's:
+
+    y = base_activation(x) @ base_weight.T
+        + B(x).flatten(-2) @ (spline_weight * spline_scaler[..., None]).flatten(-2).T
+
+with B the Cox-de Boor basis of order k on each feature's knots (zero outside them). The native
+kernel evaluates only the k+1 non-zero basis functions per input; nothing of shape
+(batch, in, G+k) is built. Differences from efficient-kan, all deliberate:
+
+* ``update_grid`` preserves the layer's function whatever ``spline_scaler`` is (efficient-kan
+  multiplies each edge by its scaler again at every update), solves a ridge-stabilised least
+  squares in float64 (no NaN on constant features or repeated values), and skips non-finite
+  samples (they are counted in the returned report);
+* ``refine(new_grid_size)`` gives a finer grid with the same function (pykan-style);
+* ``regularization_loss`` is finite when coefficients are exactly zero;
+* inputs may have any number of leading dimensions; ``device=``/``dtype=`` arguments.
+
+CPU only for now (a CUDA tensor raises NotImplementedError).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import _ops
+
+_ops_bs = _ops.torch_bspline_ops()  # registers the kancore:: B-spline and loss ops
+
+
+class GridUpdateReport(NamedTuple):
+    features_kept: int     # features without one finite sample: grid and weights unchanged
+    samples_skipped: int   # non-finite (sample, feature) values left out of the fit
+
+
+def _int_at_least(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def uniform_grid(in_features: int, grid_size: int, spline_order: int, grid_range, dtype=None, device=None):
+    """efficient-kan's knots: uniform on grid_range, extended by spline_order steps each side."""
+    lo, hi = (float(v) for v in grid_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError(f"grid_range must be two finite numbers lo < hi, got {tuple(grid_range)}")
+    h = (hi - lo) / grid_size
+    steps = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float64) * h + lo
+    return steps.expand(in_features, -1).contiguous().to(dtype=dtype, device=device)
+
+
+class KANLinear(nn.Module):
+    """A B-spline KAN layer (efficient-kan's ``KANLinear``). Input ``(..., in_features)``,
+    output ``(..., out_features)``."""
+
+    def __init__(self, in_features: int, out_features: int, grid_size: int = 5, spline_order: int = 3,
+                 scale_noise: float = 0.1, scale_base: float = 1.0, scale_spline: float = 1.0,
+                 enable_standalone_scale_spline: bool = True, base_activation=torch.nn.SiLU,
+                 grid_eps: float = 0.02, grid_range: Sequence[float] = (-1, 1), *, device=None, dtype=None):
+        super().__init__()
+        self.in_features = _int_at_least("in_features", in_features, 1)
+        self.out_features = _int_at_least("out_features", out_features, 1)
+        self.grid_size = _int_at_least("grid_size", grid_size, 1)
+        self.spline_order = _int_at_least("spline_order", spline_order, 1)
+        if self.spline_order > 64:
+            raise ValueError(f"spline_order must be <= 64, got {spline_order}")
+        if not 0.0 <= float(grid_eps) <= 1.0:
+            raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps!r}")
+        dtype = dtype if dtype is not None else torch.get_default_dtype()
+        _ops._dtype_name(dtype)
+        self.scale_noise = scale_noise
+        self.scale_base = scale_base
+        self.scale_spline = scale_spline
+        self.enable_standalone_scale_spline = bool(enable_standalone_scale_spline)
+        self.grid_eps = float(grid_eps)
+        self.grid_range = tuple(float(v) for v in grid_range)
+        self.base_activation = base_activation() if isinstance(base_activation, type) else base_activation
+
+        C = self.grid_size + self.spline_order
+        self.register_buffer("grid", uniform_grid(self.in_features, self.grid_size, self.spline_order,
+                                                  self.grid_range, dtype, device))
+        self.base_weight = nn.Parameter(torch.empty(self.out_features, self.in_features, device=device, dtype=dtype))
+        self.spline_weight = nn.Parameter(torch.empty(self.out_features, self.in_features, C, device=device, dtype=dtype))
+        if self.enable_standalone_scale_spline:
+            self.spline_scaler = nn.Parameter(torch.empty(self.out_features, self.in_features, device=device, dtype=dtype))
+        self.reset_parameters()
+
+    # -- parameters ------------------------------------------------------------------------
+
+    def reset_parameters(self) -> None:
+        """efficient-kan's initialisation: Kaiming-uniform base weights, spline coefficients
+        fitted to small uniform noise at the grid points, Kaiming-uniform scalers."""
+        with torch.no_grad():
+            nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5) * self.scale_base)
+            G, k = self.grid_size, self.spline_order
+            noise = (torch.rand(G + 1, self.in_features, self.out_features, dtype=torch.float64) - 0.5) \
+                * self.scale_noise / G
+            points = self.grid.detach().to("cpu", torch.float64).T[k:-k]  # (G+1, in)
+            coef = self._fit_curve(points, noise)  # (out, in, G+k)
+            scale = 1.0 if self.enable_standalone_scale_spline else self.scale_spline
+            self.spline_weight.copy_((scale * coef).to(self.spline_weight))
+            if self.enable_standalone_scale_spline:
+                nn.init.kaiming_uniform_(self.spline_scaler, a=math.sqrt(5) * self.scale_spline)
+
+    def _fit_curve(self, points: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Least-squares (minimum-norm) coefficients whose splines take `values` (n, in, out)
+        at `points` (n, in); float64 NumPy, used at initialisation only."""
+        grid = self.grid.detach().to("cpu", torch.float64).numpy()
+        out = np.empty((self.out_features, self.in_features, self.grid_size + self.spline_order))
+        for i in range(self.in_features):
+            A = _ops.bspline_basis_numpy(grid[i], self.grid_size, self.spline_order, points[:, i].numpy())
+            sol, *_ = np.linalg.lstsq(A, values[:, i, :].numpy(), rcond=None)
+            out[:, i, :] = sol.T
+        return torch.from_numpy(out)
+
+    @property
+    def scaled_spline_weight(self) -> torch.Tensor:
+        if self.enable_standalone_scale_spline:
+            return self.spline_weight * self.spline_scaler.unsqueeze(-1)
+        return self.spline_weight
+
+    def _native_base(self) -> bool:
+        return type(self.base_activation) is torch.nn.SiLU
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
+        if x.dtype != self.spline_weight.dtype:
+            raise TypeError(f"expected x of dtype {self.spline_weight.dtype} (the layer's dtype), got {x.dtype}")
+        if x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        scaler = self.spline_scaler if self.enable_standalone_scale_spline else None
+        if self._native_base():
+            y = _ops_bs.bspline_forward(x2, self.grid, self.base_weight, self.spline_weight, scaler)
+        else:
+            y = _ops_bs.bspline_forward(x2, self.grid, None, self.spline_weight, scaler)
+            y = y + F.linear(self.base_activation(x2), self.base_weight)
+        return y.reshape(*lead, self.out_features)
+
+    def b_splines(self, x: torch.Tensor) -> torch.Tensor:
+        """Dense basis (batch, in, G+k) at x (batch, in), for inspection (not differentiable)."""
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"expected x of shape (batch, {self.in_features}), got {tuple(x.shape)}")
+        grid = self.grid.detach().to("cpu", torch.float64).numpy()
+        xs = x.detach().to("cpu", torch.float64).numpy()
+        cols = [_ops.bspline_basis_numpy(grid[i], self.grid_size, self.spline_order, xs[:, i])
+                for i in range(self.in_features)]
+        return torch.from_numpy(np.stack(cols, axis=1)).to(device=x.device, dtype=x.dtype)
+
+    # -- grid adaptation ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, margin: float = 0.01, ridge: float = 1e-10) -> GridUpdateReport:
+        """Move the knots to the samples' quantiles (mixed with a uniform grid by grid_eps) and
+        refit the splines so the layer computes the same function on x."""
+        if x.dim() != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"expected x of shape (batch, {self.in_features}), got {tuple(x.shape)}")
+        dt = self.spline_weight.dtype
+        xs = x.detach().to("cpu", dt).numpy()
+        grid = self.grid.detach().cpu().numpy()
+        w = self.spline_weight.detach().cpu().numpy()
+        new_grid, new_w, report = _ops.bspline_update_grid_arrays(xs, grid, w, margin, self.grid_eps, ridge)
+        self.grid.copy_(torch.from_numpy(new_grid))
+        self.spline_weight.copy_(torch.from_numpy(new_w))
+        return GridUpdateReport(*report)
+
+    @torch.no_grad()
+    def refine(self, new_grid_size: int) -> None:
+        """Switch to a grid of new_grid_size intervals over the same range, keeping the function
+        (exactly when new_grid_size is a multiple of grid_size). Parameters are replaced: build
+        the optimizer after refining."""
+        new_grid_size = _int_at_least("new_grid_size", new_grid_size, 1)
+        grid = self.grid.detach().cpu().numpy()
+        w = self.spline_weight.detach().cpu().numpy()
+        new_grid, new_w = _ops.bspline_refine_arrays(grid, w, new_grid_size)
+        device = self.spline_weight.device
+        self.grid = torch.from_numpy(new_grid).to(device)
+        self.spline_weight = nn.Parameter(torch.from_numpy(new_w).to(device))
+        self.grid_size = new_grid_size
+
+    # -- regularisation ----------------------------------------------------------------------
+
+    def regularization_loss(self, regularize_activation: float = 1.0, regularize_entropy: float = 1.0) -> torch.Tensor:
+        """efficient-kan's penalty: activation * sum(l1) + entropy * H(l1 / sum(l1)), with l1 the
+        mean |spline_weight| per edge. Finite (and with finite gradients) when entries are 0."""
+        value, _ = _ops_bs.coefficient_l1_entropy(self.spline_weight, float(regularize_activation),
+                                                  float(regularize_entropy))
+        return value
+
+    def smoothness_loss(self) -> torch.Tensor:
+        """Mean over edges of the squared second differences of the scaled coefficients."""
+        w = self.scaled_spline_weight
+        value, _ = _ops_bs.smoothness(w, w.shape[0] * w.shape[1], w.shape[2], 1)
+        return value
+
+    def extra_repr(self) -> str:
+        parts = [f"in_features={self.in_features}", f"out_features={self.out_features}",
+                 f"grid_size={self.grid_size}", f"spline_order={self.spline_order}"]
+        if not self._native_base():
+            parts.append(f"base_activation={type(self.base_activation).__name__}")
+        if not self.enable_standalone_scale_spline:
+            parts.append("enable_standalone_scale_spline=False")
+        parts.append(f"dtype={self.spline_weight.dtype}")
+        return ", ".join(parts)
+
+
+class KAN(nn.Module):
+    """efficient-kan's ``KAN``: a stack of ``KANLinear`` layers of widths ``layers_hidden``."""
+
+    def __init__(self, layers_hidden: Sequence[int], grid_size: int = 5, spline_order: int = 3,
+                 scale_noise: float = 0.1, scale_base: float = 1.0, scale_spline: float = 1.0,
+                 base_activation=torch.nn.SiLU, grid_eps: float = 0.02, grid_range: Sequence[float] = (-1, 1),
+                 *, device=None, dtype=None):
+        super().__init__()
+        widths = list(layers_hidden)
+        if len(widths) < 2:
+            raise ValueError(f"layers_hidden needs at least two widths, got {widths}")
+        self.grid_size = grid_size
+        self.spline_order = spline_order
+        self.layers = nn.ModuleList(
+            KANLinear(a, b, grid_size=grid_size, spline_order=spline_order, scale_noise=scale_noise,
+                      scale_base=scale_base, scale_spline=scale_spline, base_activation=base_activation,
+                      grid_eps=grid_eps, grid_range=grid_range, device=device, dtype=dtype)
+            for a, b in zip(widths[:-1], widths[1:]))
+
+    def forward(self, x: torch.Tensor, update_grid: bool = False) -> torch.Tensor:
+        for layer in self.layers:
+            if update_grid:
+                layer.update_grid(x.reshape(-1, layer.in_features))
+            x = layer(x)
+        return x
+
+    def regularization_loss(self, regularize_activation: float = 1.0, regularize_entropy: float = 1.0) -> torch.Tensor:
+        return sum(layer.regularization_loss(regularize_activation, regularize_entropy) for layer in self.layers)
+
+    def refine(self, new_grid_size: int) -> None:
+        for layer in self.layers:
+            layer.refine(new_grid_size)
+        self.grid_size = new_grid_size
