@@ -12,7 +12,11 @@
 #include <cmath>
 #include <cstdint>
 
+// Eigen's own GEMM threading busy-waits badly on these tall-skinny shapes; the kernels split the
+// products into per-thread row blocks themselves.
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
+#include <omp.h>
 
 #include "../bspline_basis.hpp"
 
@@ -125,10 +129,94 @@ void build_table(const Shape& s, const T* W, const T* scaler, T* table) {
   }
 }
 
+// Calls fn(begin, end) on [0, n) split into one contiguous block per OpenMP thread.
+template <class Fn>
+void split_rows(std::int64_t n, std::int64_t work_per_row, Fn&& fn) {
+  const bool parallel = n * work_per_row >= (std::int64_t{1} << 18);
+#pragma omp parallel if (parallel)
+  {
+    const std::int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const std::int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+    if (end > begin) fn(begin, end);
+  }
+}
+
 template <class T>
 void silu_rows(std::int64_t n, const T* x, T* out) {
 #pragma omp parallel for schedule(static) if (n >= (std::int64_t{1} << 15))
   for (std::int64_t j = 0; j < n; ++j) out[j] = x[j] * sigmoid(x[j]);
+}
+
+// One (b, i) pair of the backward: gt[r] += v[r] * gy for the taps rows of the gradient table
+// (when gt is set), and returns sum_o gy[o] * sum_r d[r] * tt[r][o] (when tt is set). One pass
+// over the outputs with the taps unrolled, so the dot needs a single horizontal reduction.
+template <class T, int TAPS>
+T grad_row_fixed(const T* __restrict gy, T* __restrict gt, const T* __restrict tt, std::int64_t O,
+                 const T* v, const T* d) {
+  T vr[TAPS], dr[TAPS];
+  for (int r = 0; r < TAPS; ++r) {
+    vr[r] = v[r];
+    dr[r] = d[r];
+  }
+  T dot = T(0);
+  if (gt && tt) {
+#pragma omp simd reduction(+ : dot)
+    for (std::int64_t o = 0; o < O; ++o) {
+      const T g = gy[o];
+      T slope = T(0);
+      for (int r = 0; r < TAPS; ++r) {
+        gt[r * O + o] += vr[r] * g;
+        slope += dr[r] * tt[r * O + o];
+      }
+      dot += slope * g;
+    }
+  } else if (gt) {
+#pragma omp simd
+    for (std::int64_t o = 0; o < O; ++o) {
+      const T g = gy[o];
+      for (int r = 0; r < TAPS; ++r) gt[r * O + o] += vr[r] * g;
+    }
+  } else if (tt) {
+#pragma omp simd reduction(+ : dot)
+    for (std::int64_t o = 0; o < O; ++o) {
+      T slope = T(0);
+      for (int r = 0; r < TAPS; ++r) slope += dr[r] * tt[r * O + o];
+      dot += slope * gy[o];
+    }
+  }
+  return dot;
+}
+
+template <class T>
+T grad_row_any(std::int64_t taps, const T* __restrict gy, T* __restrict gt,
+               const T* __restrict tt, std::int64_t O, const T* v, const T* d) {
+  T dot = T(0);
+  for (std::int64_t r = 0; r < taps; ++r) {
+    const T vr = v[r], dr = d[r];
+    T part = T(0);
+    if (gt) {
+#pragma omp simd
+      for (std::int64_t o = 0; o < O; ++o) gt[r * O + o] += vr * gy[o];
+    }
+    if (tt) {
+#pragma omp simd reduction(+ : part)
+      for (std::int64_t o = 0; o < O; ++o) part += tt[r * O + o] * gy[o];
+    }
+    dot += dr * part;
+  }
+  return dot;
+}
+
+template <class T>
+T grad_row(std::int64_t taps, const T* gy, T* gt, const T* tt, std::int64_t O, const T* v, const T* d) {
+  switch (taps) {  // orders 1..5 unrolled; higher orders take the generic loop
+    case 2: return grad_row_fixed<T, 2>(gy, gt, tt, O, v, d);
+    case 3: return grad_row_fixed<T, 3>(gy, gt, tt, O, v, d);
+    case 4: return grad_row_fixed<T, 4>(gy, gt, tt, O, v, d);
+    case 5: return grad_row_fixed<T, 5>(gy, gt, tt, O, v, d);
+    case 6: return grad_row_fixed<T, 6>(gy, gt, tt, O, v, d);
+    default: return grad_row_any<T>(taps, gy, gt, tt, O, v, d);
+  }
 }
 
 }  // namespace
@@ -155,7 +243,9 @@ void forward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* W
   if (Wb) {
     silu_rows(N * I, x, act);
     Eigen::Map<const MatR<T>> A(act, N, I), B(Wb, O, I);
-    Y.noalias() = A * B.transpose();
+    split_rows(N, I * O, [&](std::int64_t r0, std::int64_t r1) {
+      Y.middleRows(r0, r1 - r0).noalias() = A.middleRows(r0, r1 - r0) * B.transpose();
+    });
   } else {
     Y.setZero();
   }
@@ -229,27 +319,11 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
           T* gti = gtable + i * C * O;
           for (std::int64_t b = b0; b < b1; ++b) {
             const T xv = x[b * I + i];
-            const std::int64_t f = eval_basis<T>(knots + i * nk, G, k, xv, v, gx ? d : nullptr, scratch);
+            const std::int64_t f = eval_basis<T>(knots + i * nk, G, k, xv, v, d, scratch);
             const T* __restrict gy = grad_y + b * O;
-            if (need_table_grad) {
-              for (std::int64_t r = 0; r < taps; ++r) {
-                if (v[r] == T(0)) continue;
-                T* __restrict g = gti + (f + r) * O;
-                const T vr = v[r];
-#pragma omp simd
-                for (std::int64_t o = 0; o < O; ++o) g[o] += vr * gy[o];
-              }
-            }
+            const T dot = grad_row(taps, gy, need_table_grad ? gti + f * O : nullptr,
+                                   gx ? ti + f * O : nullptr, O, v, d);
             if (gx) {
-              T dot = T(0);
-              for (std::int64_t r = 0; r < taps; ++r) {
-                if (d[r] == T(0)) continue;
-                const T* __restrict row = ti + (f + r) * O;
-                T part = T(0);
-#pragma omp simd reduction(+ : part)
-                for (std::int64_t o = 0; o < O; ++o) part += row[o] * gy[o];
-                dot += d[r] * part;
-              }
               gx[b * I + i] = (xv != xv) ? xv : dot;  // NaN inputs propagate to their gradient
             }
           }
@@ -264,11 +338,16 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
     if (gWb) {
       silu_rows(N * I, x, act);
       Eigen::Map<const MatR<T>> A(act, N, I);
-      Eigen::Map<MatR<T>>(gWb, O, I).noalias() = GY.transpose() * A;
+      Eigen::Map<MatR<T>> GB(gWb, O, I);
+      split_rows(O, N * I, [&](std::int64_t o0, std::int64_t o1) {
+        GB.middleRows(o0, o1 - o0).noalias() = GY.middleCols(o0, o1 - o0).transpose() * A;
+      });
     }
     if (gx) {
       Eigen::Map<MatR<T>> E(ebase, N, I);
-      E.noalias() = GY * B;
+      split_rows(N, I * O, [&](std::int64_t r0, std::int64_t r1) {
+        E.middleRows(r0, r1 - r0).noalias() = GY.middleRows(r0, r1 - r0) * B;
+      });
 #pragma omp parallel for schedule(static) if (N * I >= (std::int64_t{1} << 15))
       for (std::int64_t j = 0; j < N * I; ++j) {
         const T xv = x[j], sg = sigmoid(xv);
