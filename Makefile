@@ -45,6 +45,7 @@ test-python: install
 
 bench: install
 	$(PY) benchmarks/bench_c0_cpu.py
+	$(PY) benchmarks/bench_bspline_cpu.py
 
 clean:
 	rm -rf build $(VENV)

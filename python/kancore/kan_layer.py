@@ -9,7 +9,10 @@ load both ways. Differences, all deliberate:
   raises); ``impl`` only picks the native code path and is read at every call;
 * ``init`` defaults to ``"random_normal"``; ``num_control_points < 2`` is rejected up front;
 * ``variant="parallel_scan"`` is initialised to the same straight lines as ``B-spline``
-  (kanditioned leaves it at zero and prints a note); ``variant="DCT"`` is not implemented yet;
+  (kanditioned leaves it at zero and prints a note); ``variant="DCT"`` (only reserved by
+  kanditioned) stores the control points as orthonormal DCT-II coefficients ``dct_weight``
+  (in, K, out) along K, starting from the same lines;
+* ``smoothness_loss()``: the second-difference penalty on the control points;
 * inputs may have any number of leading dimensions, like ``nn.Linear``;
 * NaN inputs give NaN on the affected output rows and ±inf the limit of the linear extension
   (kanditioned raises an index error or gives impl-dependent values); set
@@ -49,6 +52,15 @@ def _one_of(name: str, value, allowed) -> str:
     return value
 
 
+def dct_matrix(K: int) -> torch.Tensor:
+    """Orthonormal DCT-II matrix M (K, K): a = M c are the coefficients of c, and c = M.T a."""
+    n = torch.arange(K, dtype=torch.float64)
+    M = torch.cos(math.pi * (n.view(1, -1) + 0.5) * n.view(-1, 1) / K)
+    M[0] *= math.sqrt(1.0 / K)
+    M[1:] *= math.sqrt(2.0 / K)
+    return M
+
+
 class KANLayer(nn.Module):
     """A KAN layer whose edges are piecewise-linear splines on ``num_control_points`` uniform
     control points spanning ``[-spline_width/2, spline_width/2]``, extended linearly outside.
@@ -83,11 +95,6 @@ class KANLayer(nn.Module):
                 or not math.isfinite(spline_width) or spline_width <= 0):
             raise ValueError(f"spline_width must be a finite number > 0, got {spline_width!r}")
         _one_of("variant", variant, VARIANTS)
-        if variant == "DCT":
-            raise NotImplementedError(
-                "variant='DCT' is not implemented in this kancore version yet; use 'B-spline' "
-                "or 'parallel_scan'."
-            )
         _ops.check_impl(impl)
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -104,6 +111,10 @@ class KANLayer(nn.Module):
         K = num_control_points
         self.register_buffer("local_bias", torch.arange(K, device=device).view(1, -1, 1))
         self.register_buffer("feature_offset", torch.arange(in_features, device=device).view(1, -1) * K)
+        if variant == "DCT":
+            # Orthonormal DCT-II along K; not saved (it is a function of K).
+            self.register_buffer("dct_basis", dct_matrix(K).to(device=device, dtype=dtype or torch.float32),
+                                 persistent=False)
         self._init_parameters(device, dtype or torch.float32)
 
     # -- parameters -----------------------------------------------------------------------------
@@ -120,10 +131,14 @@ class KANLayer(nn.Module):
     def _init_parameters(self, device, dtype) -> None:
         K, I, O = self.num_control_points, self.in_features, self.out_features
         slopes = self._initial_slopes()
-        if self.variant == "B-spline":
+        if self.variant in ("B-spline", "DCT"):
             centred = torch.arange(K, dtype=torch.float32).view(1, -1, 1) - (K - 1) / 2.0
             weight = centred * slopes.unsqueeze(1)
-            self.kan_weight = nn.Parameter(weight.to(device=device, dtype=dtype))
+            if self.variant == "B-spline":
+                self.kan_weight = nn.Parameter(weight.to(device=device, dtype=dtype))
+            else:  # the same straight lines, stored as DCT coefficients along K
+                coef = torch.einsum("jk,iko->ijo", dct_matrix(K), weight.double())
+                self.dct_weight = nn.Parameter(coef.to(device=device, dtype=dtype))
         else:  # parallel_scan: C[k] = sum_l r[l] max(k-l, 0) + sum_l l[l] max(l-k, 0)
             # r[0] = s/2 and l[K-1] = -s/2 give C[k] = s * (k - (K-1)/2): the B-spline init's lines.
             r = torch.zeros(I, K, O)
@@ -137,6 +152,8 @@ class KANLayer(nn.Module):
         """The control-point table C as (in, K, out)."""
         if self.variant == "B-spline":
             return self.kan_weight
+        if self.variant == "DCT":  # C = M^T a along K
+            return torch.einsum("jk,ijo->iko", self.dct_basis, self.dct_weight)
         k = self.local_bias.to(self.r_weight.dtype)  # (1, K, 1)
         # Right ramps: sum_{l<=k} r[l] (k - l);  left ramps: sum_{l>=k} lw[l] (l - k).
         right = k * torch.cumsum(self.r_weight, dim=1) - torch.cumsum(self.r_weight * k, dim=1)
@@ -161,7 +178,8 @@ class KANLayer(nn.Module):
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
-        p = self.kan_weight if self.variant == "B-spline" else self.r_weight
+        p = {"B-spline": "kan_weight", "DCT": "dct_weight"}.get(self.variant, "r_weight")
+        p = getattr(self, p)
         text = (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"num_control_points={self.num_control_points}, spline_width={self.spline_width}, "
@@ -172,6 +190,16 @@ class KANLayer(nn.Module):
         if p.device.type != "cpu":
             text += f", device={p.device}"
         return text
+
+    def smoothness_loss(self) -> torch.Tensor:
+        """Mean over edges of sum_k (C[k+1] - 2 C[k] + C[k-1])^2 on the control points (native,
+        with its gradient). With variant="DCT" its gradient reaches the DCT coefficients, where
+        the penalty is nearly diagonal (well conditioned)."""
+        from .kan_linear import _ops_bs
+
+        table = self._table()
+        value, _ = _ops_bs.smoothness(table, self.in_features, self.num_control_points, self.out_features)
+        return value
 
     # -- inspection -----------------------------------------------------------------------------
 
