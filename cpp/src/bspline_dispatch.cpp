@@ -4,39 +4,24 @@
 #include <string>
 
 #include "bspline_basis.hpp"
+#include "dispatch_common.hpp"
 #include "cpu/bspline_cpu.hpp"
 #include "kancore/bspline_layer.hpp"
 
 namespace kancore::bspline {
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("kancore: " + what); }
-
-std::size_t elem_size(DType dtype) {
-  switch (dtype) {
-    case DType::float32: return 4;
-    case DType::float64: return 8;
-  }
-  fail("expected dtype float32 or float64, got code " + std::to_string(static_cast<int>(dtype)));
-}
-
-void require(const void* p, const char* name, std::int64_t elements) {
-  if (elements > 0 && p == nullptr) fail(std::string("expected a buffer for ") + name + ", got null");
-}
+using dispatch::by_dtype;
+using dispatch::check_workspace;
+using dispatch::elem_size;
+using dispatch::fail;
+using dispatch::require;
 
 void cpu_only(const ExecContext& ctx) {
   if (ctx.device.type == DeviceType::cuda) {
     throw std::runtime_error("kancore: the B-spline layer is not yet on CUDA (CPU only for now)");
   }
   if (ctx.device.type != DeviceType::cpu) fail("expected device cpu or cuda");
-}
-
-void check_workspace(std::size_t need, const void* ws, std::size_t ws_bytes) {
-  if (need == 0) return;
-  if (ws == nullptr || ws_bytes < need) {
-    fail("expected a workspace of at least " + std::to_string(need) + " bytes, got " +
-         std::to_string(ws == nullptr ? 0 : ws_bytes));
-  }
 }
 
 // Knots must be finite and non-decreasing per feature: the basis search relies on it.
@@ -52,17 +37,6 @@ void check_knots(const Shape& s, const T* knots) {
              (j > 0 ? " after " + std::to_string(static_cast<double>(t[j - 1])) : std::string()));
       }
     }
-  }
-}
-
-template <class Fn>
-void by_dtype(DType dtype, Fn&& fn) {
-  if (dtype == DType::float32) {
-    fn(float{});
-  } else if (dtype == DType::float64) {
-    fn(double{});
-  } else {
-    elem_size(dtype);  // throws
   }
 }
 

@@ -16,12 +16,13 @@
 #include <vector>
 
 #include "bspline_basis.hpp"
+#include "dispatch_common.hpp"
 #include "kancore/bspline_layer.hpp"
 
 namespace kancore::bspline {
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("kancore: " + what); }
+using dispatch::fail;
 
 // Accumulates and solves one feature's normal equations.
 class FeatureFit {

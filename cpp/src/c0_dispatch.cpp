@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "dispatch_common.hpp"
 #include "backend_cuda.hpp"
 #include "cpu/c0_cpu.hpp"
 #include "kancore/c0_layer.hpp"
@@ -11,43 +12,16 @@
 namespace kancore::c0 {
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("kancore: " + what); }
-
-std::size_t elem_size(DType dtype) {
-  switch (dtype) {
-    case DType::float32: return 4;
-    case DType::float64: return 8;
-  }
-  fail("expected dtype float32 or float64, got code " + std::to_string(static_cast<int>(dtype)));
-}
-
-void require(const void* p, const char* name, std::int64_t elements) {
-  if (elements > 0 && p == nullptr) fail(std::string("expected a buffer for ") + name + ", got null");
-}
-
-void check_workspace(std::size_t need, const void* ws, std::size_t ws_bytes) {
-  if (need == 0) return;
-  if (ws == nullptr || ws_bytes < need) {
-    fail("expected a workspace of at least " + std::to_string(need) + " bytes, got " +
-         std::to_string(ws == nullptr ? 0 : ws_bytes));
-  }
-}
+using dispatch::by_dtype;
+using dispatch::check_workspace;
+using dispatch::elem_size;
+using dispatch::fail;
+using dispatch::require;
 
 bool on_cuda(const ExecContext& ctx) {
   if (ctx.device.type == DeviceType::cuda) return true;
   if (ctx.device.type != DeviceType::cpu) fail("expected device cpu or cuda");
   return false;
-}
-
-template <class Fn>
-void by_dtype(DType dtype, Fn&& fn) {
-  if (dtype == DType::float32) {
-    fn(float{});
-  } else if (dtype == DType::float64) {
-    fn(double{});
-  } else {
-    elem_size(dtype);  // throws
-  }
 }
 
 }  // namespace

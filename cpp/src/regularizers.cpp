@@ -2,6 +2,8 @@
 // serial float64 accumulation in a fixed order, so results are deterministic.
 #include "kancore/regularizers.hpp"
 
+#include "dispatch_common.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -11,7 +13,7 @@
 namespace kancore::reg {
 namespace {
 
-[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("kancore: " + what); }
+using dispatch::fail;
 
 template <class Fn>
 double by_dtype(DType dtype, Fn&& fn) {

@@ -19,11 +19,16 @@
 #include <omp.h>
 
 #include "../bspline_basis.hpp"
+#include "simd.hpp"
 
 namespace kancore::bspline::cpu {
 namespace {
 
 using detail::eval_basis;
+using cpu_simd::kLanes;
+using cpu_simd::load;
+using cpu_simd::store;
+using cpu_simd::Vec;
 
 template <class T>
 using MatR = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -46,34 +51,9 @@ T sigmoid(T v) {
   return T(1) / (T(1) + std::exp(-v));
 }
 
-// 64-byte SIMD vector of T (GCC/Clang vector extension), as in the C0 gather kernel.
-template <class T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(64)));
-};
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(64)));
-};
-template <class T>
-using Vec = typename VecOf<T>::type;
-template <class T>
-constexpr std::int64_t kLanes = 64 / sizeof(T);
 template <class T>
 constexpr std::int64_t kTile = 4 * kLanes<T>;  // outputs per register tile
 
-template <class T>
-inline Vec<T> load(const T* p) {
-  Vec<T> v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-template <class T>
-inline void store(T* p, const Vec<T>& v) {
-  __builtin_memcpy(p, &v, sizeof(v));
-}
 
 // acc[0..kTile) += sum over the patch's inputs and taps of w * table row, in four registers.
 // (Loop vectoriser off: it would turn the row loads into gathers.)

@@ -14,6 +14,7 @@
 
 #include "../c0_segment.hpp"
 #include "c0_cpu.hpp"
+#include "simd.hpp"
 
 namespace kancore::c0::cpu {
 namespace {
@@ -22,6 +23,10 @@ using detail::Grid;
 using detail::is_finite;
 using detail::locate;
 using detail::make_grid;
+using cpu_simd::kLanes;
+using cpu_simd::load;
+using cpu_simd::store;
+using cpu_simd::Vec;
 
 template <class T>
 constexpr std::int64_t kOutTile = 256 / sizeof(T);  // accumulators in registers: 64 f32 / 32 f64
@@ -42,35 +47,8 @@ std::int64_t in_block(std::int64_t K, std::int64_t O, std::size_t elem) {
   return std::clamp<std::int64_t>(static_cast<std::int64_t>(kSliceBytes / per_input), 1, kMaxInBlock);
 }
 
-// A 64-byte SIMD vector of T (GCC/Clang vector extension: one zmm, or two ymm on AVX2).
-// (The attribute must sit on a non-dependent typedef, hence the two specialisations.)
-template <class T>
-struct VecOf;
-template <>
-struct VecOf<float> {
-  typedef float type __attribute__((vector_size(64)));
-};
-template <>
-struct VecOf<double> {
-  typedef double type __attribute__((vector_size(64)));
-};
-template <class T>
-using Vec = typename VecOf<T>::type;
-template <class T>
-constexpr std::int64_t kLanes = 64 / sizeof(T);
 static_assert(kOutTile<float> == 4 * kLanes<float> && kOutTile<double> == 4 * kLanes<double>);
 
-template <class T>
-inline Vec<T> load(const T* p) {
-  static_assert(sizeof(Vec<T>) == 64);
-  Vec<T> v;
-  __builtin_memcpy(&v, p, sizeof(v));  // unaligned load
-  return v;
-}
-template <class T>
-inline void store(T* p, const Vec<T>& v) {
-  __builtin_memcpy(p, &v, sizeof(v));
-}
 
 // acc[0..kOutTile) += sum_ii w0[ii] * r0[..] + w1[ii] * r1[..], with the whole tile held in four
 // vector registers across the input loop (an array accumulator would round-trip through memory).
