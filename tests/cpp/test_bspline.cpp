@@ -191,6 +191,54 @@ TEST(Bspline, BackwardMatchesFiniteDifferences) {
   }
 }
 
+// The kernels evaluate the basis from a per-feature plan (uniform fast path, precomputed
+// reciprocals, guessed-then-corrected interval). With one input and the identity as spline
+// weights, y[b, c] = B_c(x_b) and grad_x = sum_c gy[b, c] B_c'(x_b): compare both with the
+// recursion on every kind of knot vector, at every knot exactly and in between.
+TEST(Bspline, KernelBasisOnEveryKindOfKnotVector) {
+  const std::int64_t G = 6;
+  for (const std::int64_t k : {1, 2, 3, 4, 5, 6, 9}) {
+    const std::int64_t n = G + 2 * k + 1, C = G + k;
+    std::vector<std::vector<double>> kinds(4, std::vector<double>(n));
+    for (std::int64_t j = 0; j < n; ++j) {
+      kinds[0][j] = -1.0 + 2.0 * static_cast<double>(j - k) / G;             // uniform
+      kinds[1][j] = std::pow(1.6, static_cast<double>(j)) - 3.0;             // geometric
+      kinds[2][j] = kinds[0][j] * (1 + 1e-7 * static_cast<double>(j % 3));   // near-uniform
+      kinds[3][j] = std::floor(static_cast<double>(j) / 3.0);                // triple knots
+    }
+    for (const auto& t : kinds) {
+      std::vector<double> xs;
+      for (double v : t) xs.insert(xs.end(), {v, std::nextafter(v, -1e300), std::nextafter(v, 1e300)});
+      for (std::int64_t j = 0; j <= 200; ++j) xs.push_back(t[0] - 0.5 + (t[n - 1] - t[0] + 1.0) * static_cast<double>(j) / 200);
+      const std::int64_t N = static_cast<std::int64_t>(xs.size());
+      const bs::Shape s{N, 1, C, G, k};
+      std::vector<double> W(C * C, 0.0), sc(C, 1.0), y(N * C), gy(N * C), gx(N);
+      for (std::int64_t c = 0; c < C; ++c) W[c * C + c] = 1.0;
+      std::mt19937 rng(static_cast<unsigned>(k));
+      std::uniform_real_distribution<double> U(-1, 1);
+      for (auto& v : gy) v = U(rng);
+      const bs::Params p{t.data(), nullptr, W.data(), sc.data()};
+      std::vector<char> ws(bs::backward_workspace_bytes(s, DType::float64));
+      bs::forward(s, DType::float64, xs.data(), p, y.data(), ws.data(), ws.size());
+      bs::backward(s, DType::float64, xs.data(), p, gy.data(), bs::Grads{gx.data(), nullptr, nullptr, nullptr},
+                   ws.data(), ws.size());
+      for (std::int64_t b = 0; b < N; ++b) {
+        const auto B = reference_basis(t, static_cast<int>(k), xs[b]);
+        const auto Bm = reference_basis(t, static_cast<int>(k - 1), xs[b]);  // G + k + 1 values
+        LD slope = 0;
+        for (std::int64_t c = 0; c < C; ++c) {
+          ASSERT_NEAR(y[b * C + c], static_cast<double>(B[c]), 1e-12) << "k=" << k << " x=" << xs[b] << " c=" << c;
+          const LD d1 = LD(t[c + k]) - t[c], d2 = LD(t[c + k + 1]) - t[c + 1];
+          const LD dB = k * ((d1 != 0 ? Bm[c] / d1 : 0) - (d2 != 0 ? Bm[c + 1] / d2 : 0));
+          slope += gy[b * C + c] * dB;
+        }
+        ASSERT_NEAR(gx[b], static_cast<double>(slope), 1e-9 * (1 + std::abs(static_cast<double>(slope))))
+            << "k=" << k << " x=" << xs[b];
+      }
+    }
+  }
+}
+
 TEST(Bspline, Float32AgreesWithFloat64) {
   const Layer L = random_layer(300, 19, 70, 5, 3, 5, false);
   const auto y64 = run_forward(L);
