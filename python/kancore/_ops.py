@@ -295,6 +295,54 @@ def bspline_refine_arrays(grid, spline_weight, new_grid_size: int):
     return new_grid, new_w
 
 
+def c0_fit_domain_arrays(x, table, scale, offset, spline_width: float, new_K: int, quantile: float,
+                         margin: float, ridge: float):
+    """C0 grid fit on NumPy arrays (CPU): x (batch, in), table (in, K, out), scale/offset (in) or
+    None. Returns (new_table (in, new_K, out), new_scale, new_offset, (kept, skipped, outside))."""
+    x = np.ascontiguousarray(x)
+    table = np.ascontiguousarray(table)
+    if table.ndim != 3 or x.ndim != 2 or x.shape[1] != table.shape[0]:
+        raise ValueError(f"expected x (batch, in) and table (in, K, out) with one in, got {x.shape} "
+                         f"and {table.shape}")
+    if x.dtype != table.dtype:
+        raise TypeError(f"expected x and table of one dtype, got {x.dtype} and {table.dtype}")
+    I, K, O = table.shape
+    if (scale is None) != (offset is None):
+        raise ValueError("expected both scale and offset, or neither")
+    if scale is not None:
+        scale = np.ascontiguousarray(scale, dtype=table.dtype)
+        offset = np.ascontiguousarray(offset, dtype=table.dtype)
+        if scale.shape != (I,) or offset.shape != (I,):
+            raise ValueError(f"expected scale and offset of shape ({I},), got {scale.shape}, {offset.shape}")
+    new_K = int(new_K)
+    if new_K < 2:
+        raise ValueError(f"expected num_control_points >= 2, got {new_K}")
+    new_table = np.empty((I, new_K, O), dtype=table.dtype)
+    new_scale = np.empty(I, dtype=table.dtype)
+    new_offset = np.empty(I, dtype=table.dtype)
+    report = _core.c0_fit_domain(_addr(x), _addr(table), _addr(scale),
+                                 _addr(offset), _addr(new_table),
+                                 _addr(new_scale), _addr(new_offset), x.shape[0], I, O, K,
+                                 float(spline_width), new_K, _dtype_name(table.dtype),
+                                 float(quantile), float(margin), float(ridge))
+    return new_table, new_scale, new_offset, report
+
+
+def c0_refine_arrays(table, spline_width: float, new_K: int):
+    """The C0 table on new_K control points over the same domain (CPU NumPy)."""
+    table = np.ascontiguousarray(table)
+    if table.ndim != 3:
+        raise ValueError(f"expected table (in, K, out), got {table.shape}")
+    I, K, O = table.shape
+    new_K = int(new_K)
+    if new_K < 2:
+        raise ValueError(f"expected num_control_points >= 2, got {new_K}")
+    new_table = np.empty((I, new_K, O), dtype=table.dtype)
+    _core.c0_refine(_addr(table), _addr(new_table), I, O, K, float(spline_width), new_K,
+                    _dtype_name(table.dtype))
+    return new_table
+
+
 def bspline_forward_numpy(x, grid, base_weight, spline_weight, spline_scaler=None):
     """NumPy forward of the B-spline layer: x (..., in) -> (..., out)."""
     spline_weight = np.ascontiguousarray(spline_weight)

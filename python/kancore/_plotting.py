@@ -23,11 +23,19 @@ def plot_c0_mappings(layer, save_path=None, x_axis: str = "control_points", max_
         )
     Figure = _require_matplotlib()
     table = layer.get_interp_tensor().detach().cpu().double().numpy().reshape(I, K, O)
-    if x_axis == "control_points":
-        xs, xlabel = np.arange(K), "Control Points"
-    else:
-        W = float(layer.spline_width)
-        xs, xlabel = -W / 2 + np.arange(K) * W / (K - 1), "Input"
+    W = float(layer.spline_width)
+    points = -W / 2 + np.arange(K) * W / (K - 1)  # control points in the kernels' coordinates
+    scale = getattr(layer, "input_scale", None)
+    offset = getattr(layer, "input_offset", None)
+    if scale is not None:  # a fitted domain: x' = x * scale + offset per feature
+        scale = scale.detach().cpu().double().numpy()
+        offset = offset.detach().cpu().double().numpy()
+    xlabel = "Control Points" if x_axis == "control_points" else "Input"
+
+    def xs_of(i: int):
+        if x_axis == "control_points":
+            return np.arange(K)
+        return points if scale is None else (points - offset[i]) / scale[i]
 
     # A bare Figure (not pyplot's) so nothing is shown twice in notebooks and no GUI is needed.
     fig = Figure(figsize=(4 * O, 3 * I))
@@ -35,7 +43,7 @@ def plot_c0_mappings(layer, save_path=None, x_axis: str = "control_points", max_
     for i in range(I):
         for o in range(O):
             ax = axes[i, o]
-            ax.plot(xs, table[i, :, o])
+            ax.plot(xs_of(i), table[i, :, o])
             ax.set_title(f"In {i} → Out {o}")
             ax.set_xlabel(xlabel)
             ax.set_ylabel("Value")

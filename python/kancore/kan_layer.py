@@ -13,6 +13,9 @@ load both ways. Differences, all deliberate:
   kanditioned) stores the control points as orthonormal DCT-II coefficients ``dct_weight``
   (in, K, out) along K, starting from the same lines;
 * ``smoothness_loss()``: the second-difference penalty on the control points;
+* ``update_grid(x, num_control_points=None)`` fits each feature's spline domain to the data
+  (an input scale and offset per feature, the buffers ``input_scale``/``input_offset``, present
+  only once fitted) and ``refine(num_control_points)`` changes K, both keeping the function;
 * inputs may have any number of leading dimensions, like ``nn.Linear``;
 * NaN inputs give NaN on the affected output rows and ±inf the limit of the linear extension
   (kanditioned raises an index error or gives impl-dependent values); set
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -38,6 +41,14 @@ _torch_ops = _ops.torch_ops()  # registers the kancore:: custom ops
 
 INITS = ("random_normal", "identity", "zero")
 VARIANTS = ("B-spline", "parallel_scan", "DCT")
+
+
+class C0GridReport(NamedTuple):
+    """What ``KANLayer.update_grid`` did."""
+
+    features_kept: int    #: features with < 2 distinct finite samples: domain unchanged
+    samples_skipped: int  #: non-finite (sample, feature) values left out of the fit
+    samples_outside: int  #: finite values outside their new domain (only with quantile > 0)
 
 
 def _positive_int(name: str, value) -> int:
@@ -111,6 +122,10 @@ class KANLayer(nn.Module):
         K = num_control_points
         self.register_buffer("local_bias", torch.arange(K, device=device).view(1, -1, 1))
         self.register_buffer("feature_offset", torch.arange(in_features, device=device).view(1, -1) * K)
+        # Per-feature input affine x * input_scale + input_offset set by update_grid; None (not
+        # in the state_dict, kanditioned's layout) until then.
+        self.register_buffer("input_scale", None)
+        self.register_buffer("input_offset", None)
         if variant == "DCT":
             # Orthonormal DCT-II along K; not saved (it is a function of K).
             self.register_buffer("dct_basis", dct_matrix(K).to(device=device, dtype=dtype or torch.float32),
@@ -174,6 +189,8 @@ class KANLayer(nn.Module):
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise ValueError("KANLayer input contains NaN or ±inf (check_finite=True)")
         lead = x.shape[:-1]
+        if self.input_scale is not None:
+            x = torch.addcmul(self.input_offset, x, self.input_scale)
         y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl)
         return y.reshape(*lead, self.out_features)
 
@@ -200,6 +217,120 @@ class KANLayer(nn.Module):
         table = self._table()
         value, _ = _ops_bs.smoothness(table, self.in_features, self.num_control_points, self.out_features)
         return value
+
+    # -- grid adaptation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, num_control_points: Optional[int] = None, *,
+                    quantile: float = 0.0, margin: float = 0.01, ridge: float = 1e-6) -> C0GridReport:
+        """Fit each feature's spline domain to the samples x (..., in_features) and optionally
+        change ``num_control_points``, keeping the layer's function.
+
+        A feature's K control points are spread uniformly over [q, 1-q] quantiles of its finite
+        samples (q = ``quantile``; 0 means min and max), widened by ``margin`` times that width on
+        each side. The new control points are the least-squares fit to the old function at the
+        samples inside the domain, plus a pull of relative weight ``ridge`` toward the old
+        function at the new points (it fills intervals no sample reaches and changes nothing when
+        the old function is representable, in which case the result is exact to rounding).
+        Computed natively in float64. When K changes the parameters are replaced: build the
+        optimizer afterwards. Features with fewer than 2 distinct finite samples keep their
+        domain. Returns a ``C0GridReport``.
+        """
+        if x.shape[-1:] != (self.in_features,) or x.dim() < 1:
+            raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        K_new = self.num_control_points if num_control_points is None else _positive_int(
+            "num_control_points", num_control_points)
+        table = self._table().detach()
+        dt = table.dtype
+        xs = x.detach().reshape(-1, self.in_features).to("cpu", dt).numpy()
+        scale = None if self.input_scale is None else self.input_scale.detach().cpu().numpy()
+        offset = None if self.input_offset is None else self.input_offset.detach().cpu().numpy()
+        new_table, new_scale, new_offset, report = _ops.c0_fit_domain_arrays(
+            xs, table.cpu().numpy(), scale, offset, self.spline_width, K_new, quantile, margin, ridge)
+        self._set_table(torch.from_numpy(new_table))
+        device = table.device
+        self.input_scale = torch.from_numpy(new_scale).to(device)
+        self.input_offset = torch.from_numpy(new_offset).to(device)
+        return C0GridReport(*report)
+
+    @torch.no_grad()
+    def refine(self, num_control_points: int) -> None:
+        """Change K over the same domain, keeping the function: exactly when
+        ``num_control_points - 1`` is a multiple of ``K - 1`` (every old point is kept), else the
+        least-squares fit over the domain. Parameters are replaced: build the optimizer after."""
+        K_new = _positive_int("num_control_points", num_control_points)
+        table = self._table().detach()
+        new_table = _ops.c0_refine_arrays(table.cpu().numpy(), self.spline_width, K_new)
+        self._set_table(torch.from_numpy(new_table))
+
+    def _apply(self, fn, *args, **kwargs):
+        # .double(), .to(...) etc.: rebuild the DCT basis from float64 instead of converting a
+        # float32 copy, so a float64 DCT layer is orthonormal to float64 precision.
+        out = super()._apply(fn, *args, **kwargs)
+        if self.variant == "DCT":
+            self.dct_basis = dct_matrix(self.num_control_points).to(
+                device=self.dct_weight.device, dtype=self.dct_weight.dtype)
+        return out
+
+    def _resize(self, K: int) -> None:
+        """Rebuild the K-dependent buffers and (zeroed) parameters for K control points."""
+        if K < 2:
+            raise ValueError(f"num_control_points must be >= 2, got {K}")
+        ref = self._table()
+        device, dtype = ref.device, ref.dtype
+        I, O = self.in_features, self.out_features
+        self.num_control_points = K
+        self.local_bias = torch.arange(K, device=device).view(1, -1, 1)
+        self.feature_offset = torch.arange(I, device=device).view(1, -1) * K
+        zeros = lambda: nn.Parameter(torch.zeros(I, K, O, device=device, dtype=dtype))  # noqa: E731
+        if self.variant == "B-spline":
+            self.kan_weight = zeros()
+        elif self.variant == "DCT":
+            self.dct_basis = dct_matrix(K).to(device=device, dtype=dtype)
+            self.dct_weight = zeros()
+        else:
+            self.r_weight, self.l_weight = zeros(), zeros()
+
+    def _set_table(self, table: torch.Tensor) -> None:
+        """Make the control-point table (in, K', out) the layer's, in its variant's parameters."""
+        K = table.shape[1]
+        if K != self.num_control_points:
+            self._resize(K)
+        ref = self._table()
+        table = table.to(device=ref.device, dtype=ref.dtype)
+        if self.variant == "B-spline":
+            self.kan_weight.copy_(table)
+        elif self.variant == "DCT":
+            self.dct_weight.copy_(torch.einsum("jk,iko->ijo", self.dct_basis, table))
+        else:
+            # One exact parallel-scan form: second differences as right ramps, plus the line
+            # through C[0] and C[1] from r[0] and l[K-1].
+            r = torch.zeros_like(table)
+            l = torch.zeros_like(table)
+            r[:, 1:K - 1] = table[:, 2:] - 2 * table[:, 1:-1] + table[:, :-2]
+            l[:, K - 1] = table[:, 0] / (K - 1)
+            r[:, 0] = table[:, 1] - table[:, 0] * (K - 2) / (K - 1)
+            self.r_weight.copy_(r)
+            self.l_weight.copy_(l)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # A saved layer may have another K (refine/update_grid) or a fitted input affine: take
+        # the shapes from the state_dict so such checkpoints load into a freshly built layer.
+        name = {"B-spline": "kan_weight", "DCT": "dct_weight"}.get(self.variant, "r_weight")
+        saved = state_dict.get(prefix + name)
+        if (isinstance(saved, torch.Tensor) and saved.dim() == 3
+                and saved.shape[0] == self.in_features and saved.shape[2] == self.out_features
+                and saved.shape[1] != self.num_control_points and saved.shape[1] >= 2):
+            self._resize(int(saved.shape[1]))
+        for key in ("input_scale", "input_offset"):
+            if prefix + key in state_dict and getattr(self, key) is None:
+                ref = self._table()
+                setattr(self, key, torch.empty(self.in_features, device=ref.device, dtype=ref.dtype))
+            elif prefix + key not in state_dict and getattr(self, key) is not None:
+                setattr(self, key, None)  # the saved layer has no fitted domain
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     # -- inspection -----------------------------------------------------------------------------
 

@@ -1,11 +1,32 @@
-// Declarations shared by the binding files of kancore._core.
+// Declarations and small helpers shared by the binding files of kancore._core.
 #pragma once
 
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kancore/types.hpp"
+
 namespace kancore::python {
 
 void register_c0(pybind11::module_& m);
+void register_c0_grid(pybind11::module_& m);
 void register_bspline(pybind11::module_& m);
+
+// The dtype named by kancore/_ops.py ("float32" or "float64").
+inline DType dtype_named(const std::string& name) {
+  if (name == "float32") return DType::float32;
+  if (name == "float64") return DType::float64;
+  throw std::invalid_argument("kancore: expected dtype float32 or float64, got " + name);
+}
+
+// Arrays cross as raw addresses (torch's data_ptr() or numpy's __array_interface__); the
+// Python side has checked shape, dtype, device and contiguity.
+template <class P>
+P* ptr(std::uintptr_t address) {
+  return reinterpret_cast<P*>(address);
+}
 
 }  // namespace kancore::python

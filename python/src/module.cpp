@@ -10,5 +10,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("built_with_cuda", &kancore::built_with_cuda,
         "True when this build contains the CUDA backend.");
   kancore::python::register_c0(m);
+  kancore::python::register_c0_grid(m);
   kancore::python::register_bspline(m);
 }

@@ -13,21 +13,10 @@ namespace py = pybind11;
 namespace kancore::python {
 namespace {
 
-DType dtype_named(const std::string& name) {
-  if (name == "float32") return DType::float32;
-  if (name == "float64") return DType::float64;
-  throw std::invalid_argument("kancore: expected dtype float32 or float64, got " + name);
-}
-
 Device device_named(const std::string& name) {
   if (name == "cpu") return Device{DeviceType::cpu, 0};
   if (name == "cuda") return Device{DeviceType::cuda, 0};
   throw std::invalid_argument("kancore: expected device cpu or cuda, got " + name);
-}
-
-template <class P>
-P* ptr(std::uintptr_t address) {
-  return reinterpret_cast<P*>(address);
 }
 
 }  // namespace

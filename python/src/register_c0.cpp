@@ -13,12 +13,6 @@ namespace py = pybind11;
 namespace kancore::python {
 namespace {
 
-DType parse_dtype(const std::string& name) {
-  if (name == "float32") return DType::float32;
-  if (name == "float64") return DType::float64;
-  throw std::invalid_argument("kancore: expected dtype float32 or float64, got " + name);
-}
-
 ExecContext parse_context(const std::string& device, int index, std::uintptr_t stream) {
   ExecContext ctx;
   if (device == "cpu") {
@@ -31,11 +25,6 @@ ExecContext parse_context(const std::string& device, int index, std::uintptr_t s
   ctx.device.index = index;
   ctx.stream = reinterpret_cast<void*>(stream);
   return ctx;
-}
-
-template <class P>
-P* ptr(std::uintptr_t address) {
-  return reinterpret_cast<P*>(address);
 }
 
 // What every kernel call takes besides its arrays, parsed once.
@@ -52,7 +41,7 @@ Call parse_call(std::int64_t batch, std::int64_t in, std::int64_t out, std::int6
                 const std::string& dtype, const std::string& impl, std::uintptr_t ws,
                 std::size_t ws_bytes, const std::string& device, int device_index,
                 std::uintptr_t stream) {
-  return Call{c0::Shape{batch, in, out, K, width}, parse_dtype(dtype), c0::impl_from_name(impl),
+  return Call{c0::Shape{batch, in, out, K, width}, dtype_named(dtype), c0::impl_from_name(impl),
               ptr<void>(ws), ws_bytes, parse_context(device, device_index, stream)};
 }
 
@@ -74,8 +63,8 @@ void register_c0(py::module_& m) {
         const c0::Shape s{batch, in, out, K, width};
         const Device dev = parse_context(device, 0, 0).device;
         const auto im = c0::impl_from_name(impl);
-        return backward ? c0::backward_workspace_bytes(s, parse_dtype(dtype), im, dev)
-                        : c0::forward_workspace_bytes(s, parse_dtype(dtype), im, dev);
+        return backward ? c0::backward_workspace_bytes(s, dtype_named(dtype), im, dev)
+                        : c0::forward_workspace_bytes(s, dtype_named(dtype), im, dev);
       },
       py::arg("batch"), py::arg("in_features"), py::arg("out_features"),
       py::arg("num_control_points"), py::arg("spline_width"), py::arg("dtype"), py::arg("impl"),

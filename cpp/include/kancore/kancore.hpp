@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kancore/bspline_layer.hpp"
+#include "kancore/c0_grid.hpp"
 #include "kancore/c0_layer.hpp"
 #include "kancore/csr.hpp"
 #include "kancore/regularizers.hpp"
