@@ -7,5 +7,6 @@ namespace kancore::python {
 
 void register_c0(pybind11::module_& m);
 void register_bspline(pybind11::module_& m);
+void register_regularizers(pybind11::module_& m);
 
 }  // namespace kancore::python

@@ -11,4 +11,5 @@ PYBIND11_MODULE(_core, m) {
         "True when this build contains the CUDA backend.");
   kancore::python::register_c0(m);
   kancore::python::register_bspline(m);
+  kancore::python::register_regularizers(m);
 }
