@@ -99,39 +99,38 @@ double scale_loss(const std::vector<double>& A, std::int64_t out, std::int64_t i
   return opt.lamb_l1 * l1 + opt.lamb_entropy * (e_row + e_col);
 }
 
-// lamb_coef * sum_e mean_c |w| + lamb_coefdiff * sum_e mean_c |w[c+1] - w[c]| over edges laid
-// out as (outer, Kc, inner); adds the gradient into grad (same layout) when not null.
+// pykan's coefficient terms on edges laid out as (outer, Kc, inner):
+//   (lamb_coef * sum |w| + lamb_coefdiff * sum |w[c+1] - w[c]|) / out_features.
+// pykan 0.2.8 writes sum(mean(|coef|, dim=1)) on coef of shape (in, out, G+k), so its "mean" runs
+// over the out axis, not over one edge's coefficients; we follow it (checked against pykan).
+// Adds the gradient into grad (same layout) when not null.
 template <class T>
 double coef_penalty(const T* w, std::int64_t outer, std::int64_t Kc, std::int64_t inner,
-                    const EdgeScaleOptions& opt, T* grad) {
+                    std::int64_t out_features, const EdgeScaleOptions& opt, T* grad) {
   if (opt.lamb_coef == 0.0 && opt.lamb_coefdiff == 0.0) return 0.0;
   auto sgn = [](double v) { return v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0); };
+  const double norm = 1.0 / static_cast<double>(out_features);
+  const double ga = opt.lamb_coef * norm, gd = opt.lamb_coefdiff * norm;
   double sum_abs = 0.0, sum_diff = 0.0;
-  const double inv_k = 1.0 / static_cast<double>(Kc);
-  const double inv_d = Kc > 1 ? 1.0 / static_cast<double>(Kc - 1) : 0.0;  // no differences: 0
   for (std::int64_t a = 0; a < outer; ++a) {
     for (std::int64_t b = 0; b < inner; ++b) {
       auto at = [&](std::int64_t c) { return (a * Kc + c) * inner + b; };
-      double ea = 0.0, ed = 0.0;
       for (std::int64_t c = 0; c < Kc; ++c) {
         const double v = static_cast<double>(w[at(c)]);
-        ea += std::abs(v);
-        if (grad) grad[at(c)] += static_cast<T>(opt.lamb_coef * inv_k * sgn(v));
+        sum_abs += std::abs(v);
+        if (grad) grad[at(c)] += static_cast<T>(ga * sgn(v));
       }
       for (std::int64_t c = 0; c + 1 < Kc; ++c) {
         const double d = static_cast<double>(w[at(c + 1)]) - static_cast<double>(w[at(c)]);
-        ed += std::abs(d);
+        sum_diff += std::abs(d);
         if (grad) {
-          const double s = opt.lamb_coefdiff * inv_d * sgn(d);
-          grad[at(c + 1)] += static_cast<T>(s);
-          grad[at(c)] -= static_cast<T>(s);
+          grad[at(c + 1)] += static_cast<T>(gd * sgn(d));
+          grad[at(c)] -= static_cast<T>(gd * sgn(d));
         }
       }
-      sum_abs += ea * inv_k;
-      sum_diff += ed * inv_d;
     }
   }
-  return opt.lamb_coef * sum_abs + opt.lamb_coefdiff * sum_diff;
+  return (opt.lamb_coef * sum_abs + opt.lamb_coefdiff * sum_diff) * norm;
 }
 
 // ---- edge functions ----------------------------------------------------------------------------
@@ -443,7 +442,7 @@ double edge_scale_c0(const c0::Shape& shape, DType dtype, const void* x, const v
       return;
     }
     // Coefficients of edge (i, o) are C[i, :, o]: (outer = in, Kc = K, inner = out).
-    result = part + coef_penalty<T>(ct, I, K, O, options, gt);
+    result = part + coef_penalty<T>(ct, I, K, O, O, options, gt);
   });
   return result;
 }
@@ -486,7 +485,7 @@ double edge_scale_bspline(const bspline::Shape& shape, DType dtype, const void* 
       return;
     }
     // pykan's coef is the unscaled spline coefficient array: (outer = out*in, Kc = C, inner = 1).
-    result = part + coef_penalty<T>(static_cast<const T*>(params.spline_weight), O * I, C, 1, options,
+    result = part + coef_penalty<T>(static_cast<const T*>(params.spline_weight), O * I, C, 1, O, options,
                                     static_cast<T*>(grads.spline_weight));
   });
   return result;

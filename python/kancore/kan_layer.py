@@ -226,8 +226,9 @@ class KANLayer(nn.Module):
         With A[o, i] = std_b phi_oi(x[b, i]) / (std_b x[b, i] + 0.1) (unbiased stds over the
         flattened batch, phi_oi the edge's spline):
         ``lamb_l1 * sum(A) + lamb_entropy * (row + column entropies of A)``
-        ``+ lamb_coef * sum_edges mean|C| + lamb_coefdiff * sum_edges mean|diff C|`` on the
-        control points C. Needs at least 2 samples; NaN/±inf in x gives a NaN loss. CPU only.
+        ``+ (lamb_coef * sum|C| + lamb_coefdiff * sum|diff_k C|) / out_features`` on the control
+        points C (pykan's normalisation). Needs at least 2 samples; NaN/±inf in x gives a NaN
+        loss. CPU only.
         See the README ("Edge-scale regulariser") for the exact formula.
         """
         loss, _ = self._edge_scale(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)

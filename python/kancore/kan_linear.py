@@ -225,8 +225,9 @@ class KANLinear(nn.Module):
         The edge function is the full edge output phi_oi(x) = base_weight[o,i] silu(x) +
         spline_scaler[o,i] * spline_oi(x) (pykan's postacts); A[o, i] = std_b phi_oi / (std_b x_i + 0.1)
         (unbiased, over the flattened batch); the loss is ``lamb_l1 * sum(A) + lamb_entropy *
-        (row + column entropies of A) + lamb_coef * sum_edges mean|spline_weight| + lamb_coefdiff *
-        sum_edges mean|diff spline_weight|``. Needs at least 2 samples and the SiLU base activation;
+        (row + column entropies of A) + (lamb_coef * sum|spline_weight| + lamb_coefdiff *
+        sum|diff spline_weight|) / out_features`` (pykan's normalisation). Needs at least 2 samples
+        and the SiLU base activation;
         NaN/±inf in x gives a NaN loss. CPU only. See the README ("Edge-scale regulariser").
         """
         loss, _ = self._edge_scale(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)

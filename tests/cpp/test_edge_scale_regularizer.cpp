@@ -61,17 +61,15 @@ LD reference_scale_loss(const std::vector<LD>& phi, const std::vector<LD>& x, in
   return opt.lamb_l1 * l1 + opt.lamb_entropy * (er / O + ec / I);
 }
 
-// sum over edges of mean |c| and mean |diff c|, edges given as a list of coefficient vectors.
-LD reference_coef(const std::vector<std::vector<LD>>& edges, const reg::EdgeScaleOptions& opt) {
+// pykan's coefficient terms: (lamb_coef sum |c| + lamb_coefdiff sum |diff c|) / out, over edges
+// given as a list of coefficient vectors (pykan 0.2.8 averages over the out axis).
+LD reference_coef(const std::vector<std::vector<LD>>& edges, int out, const reg::EdgeScaleOptions& opt) {
   LD a = 0, d = 0;
   for (const auto& e : edges) {
-    LD sa = 0, sd = 0;
-    for (std::size_t c = 0; c < e.size(); ++c) sa += std::fabs(e[c]);
-    for (std::size_t c = 0; c + 1 < e.size(); ++c) sd += std::fabs(e[c + 1] - e[c]);
-    a += sa / e.size();
-    d += sd / (e.size() - 1);
+    for (std::size_t c = 0; c < e.size(); ++c) a += std::fabs(e[c]);
+    for (std::size_t c = 0; c + 1 < e.size(); ++c) d += std::fabs(e[c + 1] - e[c]);
   }
-  return opt.lamb_coef * a + opt.lamb_coefdiff * d;
+  return (opt.lamb_coef * a + opt.lamb_coefdiff * d) / out;
 }
 
 struct C0Case {
@@ -101,7 +99,7 @@ LD reference_c0(const C0Case& s, const std::vector<LD>& x, const std::vector<LD>
       edges.push_back(e);
     }
   }
-  return reference_scale_loss(phi, x, s.B, s.I, s.O, opt, A) + reference_coef(edges, opt);
+  return reference_scale_loss(phi, x, s.B, s.I, s.O, opt, A) + reference_coef(edges, s.O, opt);
 }
 
 // Textbook Cox-de Boor over the whole knot array (0/0 = 0), G+k values of order k at x.
@@ -147,7 +145,7 @@ LD reference_bspline(const BsCase& s, const std::vector<LD>& x, const std::vecto
   }
   std::vector<std::vector<LD>> edges;
   for (int e = 0; e < s.O * s.I; ++e) edges.emplace_back(w.begin() + e * C, w.begin() + (e + 1) * C);
-  return reference_scale_loss(phi, x, s.B, s.I, s.O, opt, A) + reference_coef(edges, opt);
+  return reference_scale_loss(phi, x, s.B, s.I, s.O, opt, A) + reference_coef(edges, s.O, opt);
 }
 
 // Central finite difference of f wrt every entry of v (long double, step h).

@@ -38,10 +38,14 @@ double smoothness(DType dtype, const void* c, std::int64_t outer, std::int64_t K
 //   entropy_row = -mean_o sum_i p_row log2(p_row + 1e-4)
 //   entropy_col = -mean_i sum_o p_col log2(p_col + 1e-4)
 //   loss = lamb_l1 * l1 + lamb_entropy * (entropy_row + entropy_col)
-//        + lamb_coef     * sum_edges mean_c |coef_c|
-//        + lamb_coefdiff * sum_edges mean_c |coef_{c+1} - coef_c|
+//        + lamb_coef     * sum_{edges, c} |coef_c| / out
+//        + lamb_coefdiff * sum_{edges, c} |coef_{c+1} - coef_c| / out
 // where coef is an edge's control points: the C0 table column C[i, :, o], or the B-spline
-// spline_weight[o, i, :] (unscaled, as pykan's `coef`). Edge functions:
+// spline_weight[o, i, :] (unscaled, as pykan's `coef`). The division by out (not by the number
+// of coefficients per edge) is pykan 0.2.8's actual computation: it takes
+// sum(mean(|coef|, dim=1)) with coef of shape (in, out, G+k), a mean over the out axis; kancore
+// matches it to rounding (tests/python/test_edge_scale_regularizer.py, when pykan is installed).
+// Edge functions:
 //   C0:       phi_oi(x) = the layer's piecewise-linear interpolation of C[i, :, o] (with its
 //             linear extension outside [-W/2, W/2]);
 //   B-spline: phi_oi(x) = base_weight[o,i] silu(x) + spline_scaler[o,i] sum_c spline_weight[o,i,c] B_c(x)
