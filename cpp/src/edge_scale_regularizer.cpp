@@ -138,7 +138,8 @@ double coef_penalty(const T* w, std::int64_t outer, std::int64_t Kc, std::int64_
 //   values(i, xv, phi, s)            phi[o] = phi_oi(xv) for every o
 //   backprop(i, xv, c, m, want_dx, s) with g_o = c[o] (phi_oi(xv) - m[o]): adds g_o d phi / d params
 //                                    to its per-input buffers and returns sum_o g_o d phi_oi / dx
-//   begin(i, s) / flush(i, s)        zero / write out the per-input parameter gradients
+//   begin(i, s) / flush(i, s)        start input i (load its parameters, zero its gradient
+//                                    buffers) / write out its parameter gradients
 // `s` is per-thread scratch (Scratch), allocated before the parallel region.
 
 template <class T>
@@ -204,17 +205,27 @@ struct BsplineEdge {
   const T* scaler;  // (out, in) or null
   bspline::Grads grads;
 
+  // begin(i) copies input i's parameters into contiguous float64 rows, the weights transposed
+  // to (C, out), so every loop below runs over contiguous outputs and vectorises.
   struct Scratch {
-    std::vector<T> v, d, work;            // basis values, derivatives, eval scratch
-    std::vector<double> gb, gw, gs;       // per-input gradients: (out), (out, C), (out)
+    std::vector<T> v, d, work;                // basis values, derivatives, eval scratch
+    std::vector<double> wt, bw, sc;           // (C, out), (out), (out)
+    std::vector<double> spl, dspl, g;         // (out) spline values / derivatives / g sc at one x
+    std::vector<double> gb, gw, gs;           // per-input gradients: (out), (C, out), (out)
   };
   Scratch scratch() const {
     Scratch s;
     s.v.resize(k + 1);
     s.d.resize(k + 1);
     s.work.resize(2 * (k + 1));
+    s.wt.resize(C * out);
+    s.bw.resize(out);
+    s.sc.resize(out);
+    s.spl.resize(out);
+    s.dspl.resize(out);
+    s.g.resize(out);
     if (grads.base_weight) s.gb.resize(out);
-    if (grads.spline_weight) s.gw.resize(out * C);
+    if (grads.spline_weight) s.gw.resize(C * out);
     if (grads.spline_scaler) s.gs.resize(out);
     return s;
   }
@@ -225,47 +236,68 @@ struct BsplineEdge {
     return sg * (1.0 + v * (1.0 - sg));
   }
 
-  void values(std::int64_t i, T xv, double* phi, Scratch& s) const {
-    const std::int64_t first =
-        bspline::detail::eval_basis(knots + i * (G + 2 * k + 1), G, k, xv, s.v.data(), static_cast<T*>(nullptr), s.work.data());
-    const double act = base ? silu(static_cast<double>(xv)) : 0.0;
-    for (std::int64_t o = 0; o < out; ++o) {
-      const T* w = weight + (o * in + i) * C + first;
-      double spl = 0.0;
-      for (std::int64_t r = 0; r <= k; ++r) spl += static_cast<double>(w[r]) * static_cast<double>(s.v[r]);
-      const double sc = scaler ? static_cast<double>(scaler[o * in + i]) : 1.0;
-      phi[o] = (base ? static_cast<double>(base[o * in + i]) * act : 0.0) + sc * spl;
+  // spl[o] = sum_r W[o, first+r] v[r] (and dspl with the derivatives) for every o.
+  std::int64_t splines(std::int64_t i, T xv, bool with_deriv, Scratch& s) const {
+    const std::int64_t first = bspline::detail::eval_basis(knots + i * (G + 2 * k + 1), G, k, xv, s.v.data(),
+                                                           with_deriv ? s.d.data() : nullptr, s.work.data());
+    double* spl = s.spl.data();
+    double* dspl = s.dspl.data();
+    std::fill(spl, spl + out, 0.0);
+    if (with_deriv) std::fill(dspl, dspl + out, 0.0);
+    for (std::int64_t r = 0; r <= k; ++r) {
+      const double* row = s.wt.data() + (first + r) * out;
+      const double vr = static_cast<double>(s.v[r]);
+      for (std::int64_t o = 0; o < out; ++o) spl[o] += vr * row[o];
+      if (with_deriv) {
+        const double dr = static_cast<double>(s.d[r]);
+        for (std::int64_t o = 0; o < out; ++o) dspl[o] += dr * row[o];
+      }
     }
+    return first;
+  }
+
+  void values(std::int64_t i, T xv, double* phi, Scratch& s) const {
+    splines(i, xv, false, s);
+    const double act = base ? silu(static_cast<double>(xv)) : 0.0;
+    const double* bw = s.bw.data();
+    const double* sc = s.sc.data();
+    const double* spl = s.spl.data();
+    for (std::int64_t o = 0; o < out; ++o) phi[o] = bw[o] * act + sc[o] * spl[o];
   }
   double backprop(std::int64_t i, T xv, const double* c, const double* m, bool want_dx, Scratch& s) const {
-    const std::int64_t first = bspline::detail::eval_basis(knots + i * (G + 2 * k + 1), G, k, xv, s.v.data(),
-                                                           want_dx ? s.d.data() : nullptr, s.work.data());
+    const std::int64_t first = splines(i, xv, want_dx, s);
     const double xd = static_cast<double>(xv);
     const double act = base ? silu(xd) : 0.0;
     const double dact = (base && want_dx) ? dsilu(xd) : 0.0;
+    const double* bw = s.bw.data();
+    const double* sc = s.sc.data();
+    const double* spl = s.spl.data();
+    const double* dspl = s.dspl.data();
+    double* g = s.g.data();
     double dx = 0.0;
     for (std::int64_t o = 0; o < out; ++o) {
-      const std::int64_t e = o * in + i;
-      const T* w = weight + e * C + first;
-      double spl = 0.0, dspl = 0.0;
+      const double go = c[o] * (bw[o] * act + sc[o] * spl[o] - m[o]);
+      if (!s.gb.empty()) s.gb[o] += go * act;
+      if (!s.gs.empty()) s.gs[o] += go * spl[o];
+      if (want_dx) dx += go * (bw[o] * dact + sc[o] * dspl[o]);
+      g[o] = go * sc[o];  // d loss / d (spline sum) for the coefficient gradient
+    }
+    if (!s.gw.empty()) {
       for (std::int64_t r = 0; r <= k; ++r) {
-        spl += static_cast<double>(w[r]) * static_cast<double>(s.v[r]);
-        if (want_dx) dspl += static_cast<double>(w[r]) * static_cast<double>(s.d[r]);
+        double* row = s.gw.data() + (first + r) * out;
+        const double vr = static_cast<double>(s.v[r]);
+        for (std::int64_t o = 0; o < out; ++o) row[o] += g[o] * vr;
       }
-      const double sc = scaler ? static_cast<double>(scaler[e]) : 1.0;
-      const double bw = base ? static_cast<double>(base[e]) : 0.0;
-      const double g = c[o] * (bw * act + sc * spl - m[o]);
-      if (!s.gb.empty()) s.gb[o] += g * act;
-      if (!s.gs.empty()) s.gs[o] += g * spl;
-      if (!s.gw.empty()) {
-        double* gw = s.gw.data() + o * C + first;
-        for (std::int64_t r = 0; r <= k; ++r) gw[r] += g * sc * static_cast<double>(s.v[r]);
-      }
-      if (want_dx) dx += g * (bw * dact + sc * dspl);
     }
     return dx;
   }
-  void begin(std::int64_t, Scratch& s) const {
+  void begin(std::int64_t i, Scratch& s) const {
+    for (std::int64_t o = 0; o < out; ++o) {
+      const std::int64_t e = o * in + i;
+      s.bw[o] = base ? static_cast<double>(base[e]) : 0.0;
+      s.sc[o] = scaler ? static_cast<double>(scaler[e]) : 1.0;
+      for (std::int64_t c = 0; c < C; ++c) s.wt[c * out + o] = static_cast<double>(weight[e * C + c]);
+    }
     std::fill(s.gb.begin(), s.gb.end(), 0.0);
     std::fill(s.gw.begin(), s.gw.end(), 0.0);
     std::fill(s.gs.begin(), s.gs.end(), 0.0);
@@ -277,7 +309,7 @@ struct BsplineEdge {
       if (!s.gs.empty()) static_cast<T*>(grads.spline_scaler)[e] = static_cast<T>(s.gs[o]);
       if (!s.gw.empty()) {
         T* dst = static_cast<T*>(grads.spline_weight) + e * C;
-        for (std::int64_t c = 0; c < C; ++c) dst[c] = static_cast<T>(s.gw[o * C + c]);
+        for (std::int64_t c = 0; c < C; ++c) dst[c] = static_cast<T>(s.gw[c * out + o]);
       }
     }
   }
@@ -314,6 +346,7 @@ double run(const Edge& edge, std::int64_t B, std::int64_t in, std::int64_t out, 
   for (std::int64_t i = 0; i < in; ++i) {
     const int tid = omp_get_thread_num();
     auto& s = scratch[tid];
+    edge.begin(i, s);  // loads input i's parameters (and zeroes its gradient buffers)
     double* p = phi[tid].data();
     double* mp = mean_phi.data() + i * out;
     double* m2 = std_phi.data() + i * out;  // holds M2 until the end of the column
