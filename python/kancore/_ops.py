@@ -9,8 +9,9 @@ is not imported by ``import kancore``.
 """
 
 import functools
+import math
 from types import SimpleNamespace
-from typing import Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -519,3 +520,245 @@ def torch_bspline_ops() -> SimpleNamespace:
 
     return SimpleNamespace(bspline_forward=bspline_forward, bspline_backward=bspline_backward,
                            coefficient_l1_entropy=coefficient_l1_entropy, smoothness=smoothness)
+
+
+# ----------------------------------------------------------------------------------------------
+# Edge-scale regulariser (pykan's sample-based loss, reg_metric "edge_forward_spline_n").
+# Definition in kancore/regularizers.hpp and the README. One native call gives the loss, the edge
+# scales A (out, in) and the requested gradients; nothing of shape (batch, out, in) is built.
+
+class EdgeScaleResult(NamedTuple):
+    loss: float
+    scales: np.ndarray            # A (out, in): std of each edge's output / (std of its input + 0.1)
+    grads: Optional[Dict[str, np.ndarray]]  # d loss / d each array, when asked for
+
+
+_LAMBS = ("lamb_l1", "lamb_entropy", "lamb_coef", "lamb_coefdiff")
+
+
+def _edge_scale_lambdas(lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff) -> List[float]:
+    out = []
+    for name, v in zip(_LAMBS, (lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)):
+        v = float(v)
+        if not math.isfinite(v):
+            raise ValueError(f"expected a finite {name}, got {v}")
+        out.append(v)
+    return out
+
+
+def _edge_scale_batch(batch: int) -> None:
+    # Checked here too so Python callers get the message before any array work.
+    if batch < 2:
+        raise ValueError(f"expected at least 2 samples for the edge-scale regulariser (a standard "
+                         f"deviation over the batch needs two), got {batch}")
+
+
+def edge_scale_c0_numpy(x, table, spline_width: float = 4.0, lamb_l1: float = 1.0,
+                        lamb_entropy: float = 2.0, lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0,
+                        grads: bool = False) -> EdgeScaleResult:
+    """Edge-scale loss of a C0 layer: x (..., in), table (in, K, out), one float dtype.
+    With grads=True, ``result.grads`` holds ``"x"`` (x's shape) and ``"table"``."""
+    lambs = _edge_scale_lambdas(lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+    x, table, shape, lead = _np_prepare(x, table, spline_width, "embedding_bag")
+    _edge_scale_batch(shape[0])
+    N, I, O, K, W = shape
+    dtype = _NP_DTYPES[table.dtype]
+    scales = np.empty((O, I), dtype=table.dtype)
+    gx = np.empty_like(x) if grads else None
+    gt = np.empty_like(table) if grads else None
+    loss = _core.edge_scale_c0(_addr(x), _addr(table), _addr(gx), _addr(gt), _addr(scales),
+                               N, I, O, K, W, dtype, *lambs, "cpu")
+    g = {"x": gx.reshape(*lead, I), "table": gt} if grads else None
+    return EdgeScaleResult(loss, scales, g)
+
+
+def _bspline_sizes(grid_shape, spline_weight_shape, in_features: int):
+    if len(spline_weight_shape) != 3 or len(grid_shape) != 2:
+        raise ValueError(f"expected grid (in, G+2k+1) and spline_weight (out, in, G+k), got "
+                         f"{tuple(grid_shape)} and {tuple(spline_weight_shape)}")
+    O, I, C = spline_weight_shape
+    k = grid_shape[1] - 1 - C
+    if I != in_features or grid_shape[0] != I or k < 1 or C - k < 1:
+        raise ValueError(f"expected x (..., {I}) and grid ({I}, G+2k+1) with k >= 1 and G >= 1, got "
+                         f"in_features={in_features} and grid {tuple(grid_shape)}")
+    return O, I, C - k, k
+
+
+def edge_scale_bspline_numpy(x, grid, base_weight, spline_weight, spline_scaler=None,
+                             lamb_l1: float = 1.0, lamb_entropy: float = 2.0, lamb_coef: float = 0.0,
+                             lamb_coefdiff: float = 0.0, grads: bool = False) -> EdgeScaleResult:
+    """Edge-scale loss of a B-spline layer (efficient-kan shapes; base_weight None drops the
+    silu branch, spline_scaler None means 1). With grads=True, ``result.grads`` holds ``"x"``,
+    ``"spline_weight"`` and, when given, ``"base_weight"`` and ``"spline_scaler"``."""
+    lambs = _edge_scale_lambdas(lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+    spline_weight = np.ascontiguousarray(spline_weight)
+    if spline_weight.dtype not in _NP_DTYPES:
+        raise TypeError(f"expected float32 or float64 weights, got {spline_weight.dtype}")
+    x = np.asarray(x)
+    if x.dtype != spline_weight.dtype:
+        raise TypeError(f"expected x of dtype {spline_weight.dtype}, got {x.dtype}")
+    if x.ndim < 1:
+        raise ValueError(f"expected x of shape (..., in), got {x.shape}")
+    lead = x.shape[:-1]
+    grid = np.ascontiguousarray(grid, dtype=spline_weight.dtype)
+    O, I, G, k = _bspline_sizes(grid.shape, spline_weight.shape, x.shape[-1])
+    x2 = np.ascontiguousarray(x.reshape(-1, I))
+    _edge_scale_batch(x2.shape[0])
+    params = {}
+    for name, a in (("base_weight", base_weight), ("spline_scaler", spline_scaler)):
+        if a is not None:
+            a = np.ascontiguousarray(a)
+            if a.dtype != spline_weight.dtype or a.shape != (O, I):
+                raise ValueError(f"expected {name} of shape {(O, I)} and dtype {spline_weight.dtype}, "
+                                 f"got {a.shape} {a.dtype}")
+        params[name] = a
+    bw, sc = params["base_weight"], params["spline_scaler"]
+    dtype = _NP_DTYPES[spline_weight.dtype]
+    scales = np.empty((O, I), dtype=spline_weight.dtype)
+    g = None
+    if grads:
+        g = {"x": np.empty_like(x2), "spline_weight": np.empty_like(spline_weight)}
+        if bw is not None:
+            g["base_weight"] = np.empty_like(bw)
+        if sc is not None:
+            g["spline_scaler"] = np.empty_like(sc)
+    ga = (lambda name: _addr(g.get(name)) if g else 0)  # noqa: E731
+    loss = _core.edge_scale_bspline(_addr(x2), _addr(grid), _addr(bw), _addr(spline_weight), _addr(sc),
+                                    ga("x"), ga("base_weight"), ga("spline_weight"), ga("spline_scaler"),
+                                    _addr(scales), x2.shape[0], I, O, G, k, dtype, *lambs, "cpu")
+    if g:
+        g["x"] = g["x"].reshape(x.shape)
+    return EdgeScaleResult(loss, scales, g)
+
+
+@functools.lru_cache(maxsize=None)
+def torch_edge_scale_ops() -> SimpleNamespace:
+    """Register the edge-scale custom ops once and return them (imports torch).
+
+    ``kancore::edge_scale_c0`` / ``kancore::edge_scale_bspline`` return [loss, scales, grads...];
+    ``needs`` says which gradients to compute (a skipped one comes back empty). Autograd scales
+    the precomputed gradients by the incoming gradient of the loss; ``scales`` is not
+    differentiable (use ``.detach()``)."""
+    import torch
+
+    def _cpu_only(tensors):
+        if any(t.device.type != "cpu" for t in tensors):
+            raise NotImplementedError("kancore: the edge-scale regulariser is not yet on CUDA (CPU only for now)")
+
+    def _same_dtype(tensors):
+        dt = tensors[0].dtype
+        if any(t.dtype != dt for t in tensors):
+            raise TypeError(f"expected every operand in one dtype, got {[str(t.dtype) for t in tensors]}")
+        return _dtype_name(dt)
+
+    def _check_c0(x, table):
+        if x.dim() != 2 or table.dim() != 3 or x.shape[1] != table.shape[0]:
+            raise ValueError(f"expected x (batch, in) and table (in, K, out), got {tuple(x.shape)} "
+                             f"and {tuple(table.shape)}")
+        _same_dtype([x, table])
+        _cpu_only([x, table])
+        _edge_scale_batch(x.shape[0])
+
+    @torch.library.custom_op("kancore::edge_scale_c0", mutates_args=())
+    def edge_scale_c0(x: torch.Tensor, table: torch.Tensor, spline_width: float, lambdas: List[float],
+                      needs: List[bool]) -> List[torch.Tensor]:
+        _check_c0(x, table)
+        lambs = _edge_scale_lambdas(*lambdas)
+        x, table = x.contiguous(), table.contiguous()
+        N, I = x.shape
+        _, K, O = table.shape
+        scales = x.new_empty((O, I))
+        gx = torch.empty_like(x) if needs[0] else x.new_empty(0)
+        gt = torch.empty_like(table) if needs[1] else x.new_empty(0)
+        loss = _core.edge_scale_c0(x.data_ptr(), table.data_ptr(), gx.data_ptr() if needs[0] else 0,
+                                   gt.data_ptr() if needs[1] else 0, scales.data_ptr(), N, I, O, K,
+                                   float(spline_width), _dtype_name(x.dtype), *lambs, "cpu")
+        return [torch.tensor(loss, dtype=x.dtype), scales, gx, gt]
+
+    @edge_scale_c0.register_fake
+    def _(x, table, spline_width, lambdas, needs):
+        O, I = table.shape[2], x.shape[1]
+        return [x.new_empty(()), x.new_empty((O, I)),
+                torch.empty_like(x) if needs[0] else x.new_empty(0),
+                torch.empty_like(table) if needs[1] else x.new_empty(0)]
+
+    def _check_bspline(x, grid, base_weight, spline_weight, spline_scaler):
+        if x.dim() != 2:
+            raise ValueError(f"expected x (batch, in), got {tuple(x.shape)}")
+        O, I, _, _ = _bspline_sizes(tuple(grid.shape), tuple(spline_weight.shape), x.shape[1])
+        for name, t in (("base_weight", base_weight), ("spline_scaler", spline_scaler)):
+            if t is not None and tuple(t.shape) != (O, I):
+                raise ValueError(f"expected {name} of shape {(O, I)}, got {tuple(t.shape)}")
+        tensors = [t for t in (x, grid, base_weight, spline_weight, spline_scaler) if t is not None]
+        _same_dtype(tensors)
+        _cpu_only(tensors)
+        _edge_scale_batch(x.shape[0])
+
+    @torch.library.custom_op("kancore::edge_scale_bspline", mutates_args=())
+    def edge_scale_bspline(x: torch.Tensor, grid: torch.Tensor, base_weight: Optional[torch.Tensor],
+                           spline_weight: torch.Tensor, spline_scaler: Optional[torch.Tensor],
+                           lambdas: List[float], needs: List[bool]) -> List[torch.Tensor]:
+        """[loss, scales, grad_x, grad_base_weight, grad_spline_weight, grad_spline_scaler]."""
+        _check_bspline(x, grid, base_weight, spline_weight, spline_scaler)
+        lambs = _edge_scale_lambdas(*lambdas)
+        c = lambda t: None if t is None else t.contiguous()  # noqa: E731
+        x, grid, base_weight, spline_weight, spline_scaler = map(c, (x, grid, base_weight, spline_weight, spline_scaler))
+        O, I, G, k = _bspline_sizes(tuple(grid.shape), tuple(spline_weight.shape), x.shape[1])
+        refs = (x, base_weight, spline_weight, spline_scaler)
+        outs = [torch.empty_like(r) if (need and r is not None) else x.new_empty(0) for need, r in zip(needs, refs)]
+        addrs = [o.data_ptr() if (need and r is not None) else 0 for o, need, r in zip(outs, needs, refs)]
+        scales = x.new_empty((O, I))
+        loss = _core.edge_scale_bspline(_addr(x), _addr(grid), _addr(base_weight), _addr(spline_weight),
+                                        _addr(spline_scaler), *addrs, scales.data_ptr(), x.shape[0], I, O,
+                                        G, k, _dtype_name(x.dtype), *lambs, "cpu")
+        return [torch.tensor(loss, dtype=x.dtype), scales] + outs
+
+    @edge_scale_bspline.register_fake
+    def _(x, grid, base_weight, spline_weight, spline_scaler, lambdas, needs):
+        refs = (x, base_weight, spline_weight, spline_scaler)
+        return [x.new_empty(()), x.new_empty((spline_weight.shape[0], x.shape[1]))] + [
+            torch.empty_like(r) if (need and r is not None) else x.new_empty(0) for need, r in zip(needs, refs)]
+
+    def _setup(ctx, inputs, output):
+        ctx.save_for_backward(*output[2:])
+
+    def _backward_for(slots):
+        """Autograd formula: the input at position slots[j] gets grad_loss * saved gradient j."""
+        def backward(ctx, *grads):
+            if len(grads) == 1 and isinstance(grads[0], (list, tuple)):
+                grads = grads[0]
+            g_loss = grads[0]
+            saved = ctx.saved_tensors
+            n_inputs = len(ctx.needs_input_grad)
+            result = [None] * n_inputs
+            if g_loss is None:
+                return tuple(result)
+            for j, slot in enumerate(slots):
+                if ctx.needs_input_grad[slot] and saved[j].numel() > 0:
+                    result[slot] = g_loss * saved[j]
+            return tuple(result)
+        return backward
+
+    edge_scale_c0.register_autograd(_backward_for((0, 1)), setup_context=_setup)
+    edge_scale_bspline.register_autograd(_backward_for((0, 2, 3, 4)), setup_context=_setup)
+
+    def _needs(*tensors):
+        on = torch.is_grad_enabled()
+        return [bool(on and t is not None and t.requires_grad) for t in tensors]
+
+    def c0_loss(x, table, spline_width, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff):
+        """(loss, scales) of a C0 layer for x (batch, in); loss is differentiable."""
+        lambs = _edge_scale_lambdas(lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+        loss, scales, *_ = edge_scale_c0(x, table, float(spline_width), lambs, _needs(x, table))
+        return loss, scales.detach()
+
+    def bspline_loss(x, grid, base_weight, spline_weight, spline_scaler, lamb_l1, lamb_entropy,
+                     lamb_coef, lamb_coefdiff):
+        """(loss, scales) of a B-spline layer for x (batch, in); loss is differentiable."""
+        lambs = _edge_scale_lambdas(lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+        needs = _needs(x, base_weight, spline_weight, spline_scaler)
+        loss, scales, *_ = edge_scale_bspline(x, grid, base_weight, spline_weight, spline_scaler, lambs, needs)
+        return loss, scales.detach()
+
+    return SimpleNamespace(edge_scale_c0=edge_scale_c0, edge_scale_bspline=edge_scale_bspline,
+                           c0_loss=c0_loss, bspline_loss=bspline_loss)

@@ -346,3 +346,35 @@ class KANLayer(nn.Module):
         from ._plotting import plot_c0_mappings
 
         return plot_c0_mappings(self, save_path=save_path, x_axis=x_axis, max_edges=max_edges)
+
+    # -- sample-based regularisation (pykan) ----------------------------------------------------
+
+    def edge_scale_loss(self, x: torch.Tensor, lamb_l1: float = 1.0, lamb_entropy: float = 2.0,
+                        lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0) -> torch.Tensor:
+        """pykan's sample-based regulariser of this layer for its input x (..., in_features),
+        computed natively (no (batch, out, in) tensor) and differentiable wrt x and the weights.
+
+        With A[o, i] = std_b phi_oi(x[b, i]) / (std_b x[b, i] + 0.1) (unbiased stds over the
+        flattened batch, phi_oi the edge's spline):
+        ``lamb_l1 * sum(A) + lamb_entropy * (row + column entropies of A)``
+        ``+ (lamb_coef * sum|C| + lamb_coefdiff * sum|diff_k C|) / out_features`` on the control
+        points C (pykan's normalisation). Needs at least 2 samples; NaN/±inf in x gives a NaN
+        loss. CPU only.
+        See the README ("Edge-scale regulariser") for the exact formula.
+        """
+        loss, _ = self._edge_scale(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+        return loss
+
+    def edge_scales(self, x: torch.Tensor) -> torch.Tensor:
+        """The (out_features, in_features) edge scales A for input x (not differentiable)."""
+        with torch.no_grad():
+            return self._edge_scale(x, 1.0, 0.0, 0.0, 0.0)[1]
+
+    def _edge_scale(self, x, *lambs):
+        from ._ops import torch_edge_scale_ops
+
+        table = self._table()
+        if x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        return torch_edge_scale_ops().c0_loss(x.reshape(-1, self.in_features), table,
+                                              float(self.spline_width), *lambs)

@@ -215,6 +215,42 @@ class KANLinear(nn.Module):
         parts.append(f"dtype={self.spline_weight.dtype}")
         return ", ".join(parts)
 
+    # -- sample-based regularisation (pykan) -------------------------------------------------
+
+    def edge_scale_loss(self, x: torch.Tensor, lamb_l1: float = 1.0, lamb_entropy: float = 2.0,
+                        lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0) -> torch.Tensor:
+        """pykan's sample-based regulariser of this layer for its input x (..., in_features),
+        computed natively (no (batch, out, in) tensor) and differentiable wrt x and every parameter.
+
+        The edge function is the full edge output phi_oi(x) = base_weight[o,i] silu(x) +
+        spline_scaler[o,i] * spline_oi(x) (pykan's postacts); A[o, i] = std_b phi_oi / (std_b x_i + 0.1)
+        (unbiased, over the flattened batch); the loss is ``lamb_l1 * sum(A) + lamb_entropy *
+        (row + column entropies of A) + (lamb_coef * sum|spline_weight| + lamb_coefdiff *
+        sum|diff spline_weight|) / out_features`` (pykan's normalisation). Needs at least 2 samples
+        and the SiLU base activation;
+        NaN/±inf in x gives a NaN loss. CPU only. See the README ("Edge-scale regulariser").
+        """
+        loss, _ = self._edge_scale(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+        return loss
+
+    def edge_scales(self, x: torch.Tensor) -> torch.Tensor:
+        """The (out_features, in_features) edge scales A for input x (not differentiable)."""
+        with torch.no_grad():
+            return self._edge_scale(x, 1.0, 0.0, 0.0, 0.0)[1]
+
+    def _edge_scale(self, x, *lambs):
+        if not self._native_base():
+            # The native edge function is silu-based; another activation would need its own
+            # derivative in the kernel.
+            raise NotImplementedError("edge_scale_loss needs base_activation=torch.nn.SiLU, got "
+                                      f"{type(self.base_activation).__name__}")
+        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"expected x of shape (..., {self.in_features}), got "
+                             f"{tuple(getattr(x, 'shape', ()))}")
+        scaler = self.spline_scaler if self.enable_standalone_scale_spline else None
+        return _ops.torch_edge_scale_ops().bspline_loss(x.reshape(-1, self.in_features), self.grid,
+                                                        self.base_weight, self.spline_weight, scaler, *lambs)
+
 
 class KAN(nn.Module):
     """efficient-kan's ``KAN``: a stack of ``KANLinear`` layers of widths ``layers_hidden``."""
@@ -249,3 +285,19 @@ class KAN(nn.Module):
         for layer in self.layers:
             layer.refine(new_grid_size)
         self.grid_size = new_grid_size
+
+    def edge_scale_loss(self, x: torch.Tensor, lamb_l1: float = 1.0, lamb_entropy: float = 2.0,
+                        lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0, return_output: bool = False):
+        """pykan's sample-based regulariser summed over the layers (as MultKAN.reg does).
+
+        Runs the stack forward on x, so each layer is measured on its own input, and gradients
+        reach earlier layers through those inputs. With ``return_output=True`` returns
+        ``(loss, y)`` with y the network's output, so a training step can use one forward pass
+        for both the data loss and this penalty.
+        """
+        total = None
+        for layer in self.layers:
+            term = layer.edge_scale_loss(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
+            total = term if total is None else total + term
+            x = layer(x)
+        return (total, x) if return_output else total

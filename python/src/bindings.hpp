@@ -14,12 +14,20 @@ namespace kancore::python {
 void register_c0(pybind11::module_& m);
 void register_c0_grid(pybind11::module_& m);
 void register_bspline(pybind11::module_& m);
+void register_regularizers(pybind11::module_& m);
 
 // The dtype named by kancore/_ops.py ("float32" or "float64").
 inline DType dtype_named(const std::string& name) {
   if (name == "float32") return DType::float32;
   if (name == "float64") return DType::float64;
   throw std::invalid_argument("kancore: expected dtype float32 or float64, got " + name);
+}
+
+// The device named by kancore/_ops.py ("cpu" or "cuda"), index 0.
+inline Device device_named(const std::string& name) {
+  if (name == "cpu") return Device{DeviceType::cpu, 0};
+  if (name == "cuda") return Device{DeviceType::cuda, 0};
+  throw std::invalid_argument("kancore: expected device cpu or cuda, got " + name);
 }
 
 // Arrays cross as raw addresses (torch's data_ptr() or numpy's __array_interface__); the

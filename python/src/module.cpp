@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   kancore::python::register_c0(m);
   kancore::python::register_c0_grid(m);
   kancore::python::register_bspline(m);
+  kancore::python::register_regularizers(m);
 }

@@ -11,15 +11,6 @@
 namespace py = pybind11;
 
 namespace kancore::python {
-namespace {
-
-Device device_named(const std::string& name) {
-  if (name == "cpu") return Device{DeviceType::cpu, 0};
-  if (name == "cuda") return Device{DeviceType::cuda, 0};
-  throw std::invalid_argument("kancore: expected device cpu or cuda, got " + name);
-}
-
-}  // namespace
 
 void register_bspline(py::module_& m) {
   using bspline::Shape;
