@@ -45,7 +45,8 @@ if [ ! -d "$CARRY/prefix/include/eigen3" ] || [ ! -f "$CARRY/googletest/CMakeLis
   echo "gpu_check: .carry/ is missing or incomplete: run benchmarks/prepare_carry.sh here and pass carry=[\".carry\"]" >&2
   exit 2
 fi
-ARCH=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')
+# KANCORE_CUDA_ARCH overrides the detection (e.g. 90 for a build-only dry run without a GPU).
+ARCH=${KANCORE_CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')}
 [ -n "$ARCH" ] || ARCH=native
 {
   echo "date: $(date -u +%FT%TZ)"

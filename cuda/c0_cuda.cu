@@ -12,9 +12,10 @@
 //                          Each thread accumulates TM rows x TN outputs in registers.
 //   add_limits_kernel      adds the limit of every edge whose t is not finite (the main kernels
 //                          give those edges zero weights, as on the CPU); nearly free when none.
-//   backward_input_kernel  block = BM rows x BI inputs; loops over outputs in chunks whose
-//                          slope tile D[i,k,o] = C[i,k+1,o] - C[i,k,o] is staged in shared memory;
-//                          partial dots stay in registers and are reduced once across lanes.
+//   backward_input_kernel  block = 64 rows x 8 inputs; loops over outputs in chunks whose slope
+//                          tile D[i,k,o] = C[i,k+1,o] - C[i,k,o] is staged in shared memory (as
+//                          many inputs per step as fit); partial dots stay in registers and are
+//                          reduced once across lanes.
 //   backward_table_kernel  block = BI inputs (one warp each) x 32 outputs x a range of rows; the
 //                          (BI x K x 32) gradient tile accumulates in shared memory, each element
 //                          owned by one lane, rows added in order. The tile is then stored
@@ -352,23 +353,27 @@ __global__ void __launch_bounds__(kThreads) add_limits_kernel(i64 N, i64 I, i64 
 }
 
 // ---- backward to the input -------------------------------------------------------------------
-// Shared memory: [kMaxBI][kBMI] k, then (staged) the [BI][K-1][BN] slope tile D.
+// Block: 64 rows x kMaxBI inputs, all outputs in chunks of BN. Shared memory: the slope tile
+// D[i,k,o] = C[i,k+1,o] - C[i,k,o] of `sub` inputs at a time ([sub][K-1][BN], one load per FMA),
+// then [kMaxBI][kBMI] k. Large K stage fewer inputs per step (sub = 1 up to K = 257 in float).
 template <class T, bool kStaged>
 __global__ void __launch_bounds__(kThreads) backward_input_kernel(
-    i64 N, i64 I, i64 O, int K, Grid<T> g, const T* __restrict__ x, const T* __restrict__ table,
-    const T* __restrict__ grad_y, T* __restrict__ grad_x, bool vec_table, bool vec_gy) {
+    i64 N, i64 I, i64 O, int K, int sub, Grid<T> g, const T* __restrict__ x,
+    const T* __restrict__ table, const T* __restrict__ grad_y, T* __restrict__ grad_x,
+    bool vec_table, bool vec_gy) {
   constexpr int TN = kTN<T>, BN = kBN<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  T* dtile = reinterpret_cast<T*>(smem_raw);  // [ni][K-1][BN]
+  T* dtile = reinterpret_cast<T*>(smem_raw);
+  int* ks = reinterpret_cast<int*>(dtile + (kStaged ? static_cast<i64>(sub) * (K - 1) * BN : 0));
+  if (!kStaged) sub = kMaxBI;
   const i64 n_ib = ceil_div(I, kMaxBI);
   const int tid = threadIdx.x, tx = tid % kLanesO, ty = tid / kLanesO;
   const i64 b0 = static_cast<i64>(blockIdx.x) * kBMI;
-  int* ks = reinterpret_cast<int*>(dtile + (kStaged ? static_cast<i64>(kMaxBI) * (K - 1) * BN : 0));
 
   for (i64 ib = blockIdx.y; ib < n_ib; ib += gridDim.y) {
     const i64 i0 = ib * kMaxBI;
     const int ni = static_cast<int>(I - i0 < kMaxBI ? I - i0 : kMaxBI);
-    __syncthreads();
+    __syncthreads();  // the previous input block is done with ks and the tile
     for (int e = tid; e < kBMI * kMaxBI; e += kThreads) {
       const int ii = e % kMaxBI, r = e / kMaxBI;
       const i64 b = b0 + r;
@@ -384,44 +389,53 @@ __global__ void __launch_bounds__(kThreads) backward_input_kernel(
       for (int ii = 0; ii < kMaxBI; ++ii) acc[m][ii] = T(0);
 
     for (i64 o0 = 0; o0 < O; o0 += BN) {
-      if constexpr (kStaged) {
-        __syncthreads();  // the previous chunk is done with the tile
-        const i64 rows = static_cast<i64>(ni) * (K - 1);
-        for (i64 p = tid; p < rows * kLanesO; p += kThreads) {
-          const i64 row = p / kLanesO;
-          const int cp = static_cast<int>(p % kLanesO);
-          const i64 ii = row / (K - 1), k = row % (K - 1);
-          const T* r0 = table + ((i0 + ii) * K + k) * O;
-          const Pack<T> lo = load_pack(r0, o0 + cp * TN, O, vec_table);
-          const Pack<T> hi = load_pack(r0 + O, o0 + cp * TN, O, vec_table);
-          Pack<T> d;
-#pragma unroll
-          for (int j = 0; j < TN; ++j) d.v[j] = hi.v[j] - lo.v[j];
-          *reinterpret_cast<Pack<T>*>(dtile + row * BN + cp * TN) = d;
-        }
-      }
-      __syncthreads();  // tile and ks ready
+      // This thread's grad_y values of the chunk, reused for every input.
+      Pack<T> gv[kTMI];
 #pragma unroll
       for (int m = 0; m < kTMI; ++m) {
-        const int r = ty + m * kLanesB;
-        const i64 b = b0 + r;
-        const Pack<T> gv = (b < N) ? load_pack(grad_y + b * O, o0 + tx * TN, O, vec_gy) : Pack<T>{};
-#pragma unroll
-        for (int ii = 0; ii < kMaxBI; ++ii) {
-          if (ii >= ni) break;
-          const int k = ks[ii * kBMI + r];
-          Pack<T> d;
-          if constexpr (kStaged) {
-            d = *reinterpret_cast<const Pack<T>*>(dtile + (static_cast<i64>(ii) * (K - 1) + k) * BN + tx * TN);
-          } else {
+        const i64 b = b0 + ty + m * kLanesB;
+        gv[m] = (b < N) ? load_pack(grad_y + b * O, o0 + tx * TN, O, vec_gy) : Pack<T>{};
+      }
+      for (int s0 = 0; s0 < ni; s0 += sub) {
+        const int s1 = (s0 + sub < ni) ? s0 + sub : ni;
+        if constexpr (kStaged) {
+          __syncthreads();  // the previous step is done with the tile
+          const i64 rows = static_cast<i64>(s1 - s0) * (K - 1);
+          for (i64 p = tid; p < rows * kLanesO; p += kThreads) {
+            const i64 row = p / kLanesO;
+            const int cp = static_cast<int>(p % kLanesO);
+            const i64 ii = s0 + row / (K - 1), k = row % (K - 1);
             const T* r0 = table + ((i0 + ii) * K + k) * O;
-            const Pack<T> lo = load_pack(r0, o0 + tx * TN, O, vec_table);
-            const Pack<T> hi = load_pack(r0 + O, o0 + tx * TN, O, vec_table);
+            const Pack<T> lo = load_pack(r0, o0 + cp * TN, O, vec_table);
+            const Pack<T> hi = load_pack(r0 + O, o0 + cp * TN, O, vec_table);
+            Pack<T> d;
 #pragma unroll
             for (int j = 0; j < TN; ++j) d.v[j] = hi.v[j] - lo.v[j];
+            *reinterpret_cast<Pack<T>*>(dtile + row * BN + cp * TN) = d;
           }
+        }
+        __syncthreads();  // tile (and, the first time, ks) ready
 #pragma unroll
-          for (int j = 0; j < TN; ++j) acc[m][ii] = fma(gv.v[j], d.v[j], acc[m][ii]);
+        for (int m = 0; m < kTMI; ++m) {
+          const int r = ty + m * kLanesB;
+#pragma unroll
+          for (int ii = 0; ii < kMaxBI; ++ii) {
+            if (ii < s0 || ii >= s1) continue;
+            const int k = ks[ii * kBMI + r];
+            Pack<T> d;
+            if constexpr (kStaged) {
+              d = *reinterpret_cast<const Pack<T>*>(
+                  dtile + (static_cast<i64>(ii - s0) * (K - 1) + k) * BN + tx * TN);
+            } else {
+              const T* r0 = table + ((i0 + ii) * K + k) * O;
+              const Pack<T> lo = load_pack(r0, o0 + tx * TN, O, vec_table);
+              const Pack<T> hi = load_pack(r0 + O, o0 + tx * TN, O, vec_table);
+#pragma unroll
+              for (int j = 0; j < TN; ++j) d.v[j] = hi.v[j] - lo.v[j];
+            }
+#pragma unroll
+            for (int j = 0; j < TN; ++j) acc[m][ii] = fma(gv[m].v[j], d.v[j], acc[m][ii]);
+          }
         }
       }
     }
@@ -711,23 +725,25 @@ void launch_backward_input(const Shape& s, const T* x, const T* table, const T* 
   const int K = static_cast<int>(s.num_control_points);
   const Grid<T> g = make_grid<T>(K, s.spline_width);
   constexpr int BN = kBN<T>;
-  const i64 tile = static_cast<i64>(kMaxBI) * (K - 1) * BN * static_cast<i64>(sizeof(T));
+  const i64 per_input = static_cast<i64>(K - 1) * BN * static_cast<i64>(sizeof(T));
   const int fixed = kMaxBI * kBMI * static_cast<int>(sizeof(int));
   const DeviceInfo info = device_info(device);
-  const bool staged = tile <= kMaxTileBytes && tile + fixed <= info.smem_optin;
-  const int smem = fixed + (staged ? static_cast<int>(tile) : 0);
+  const bool staged = per_input <= kMaxTileBytes && per_input + fixed <= info.smem_optin;
+  // Inputs staged per step: as many of the block's 8 as the budget holds.
+  const int sub = staged ? static_cast<int>(std::clamp<i64>(kMaxTileBytes / per_input, 1, kMaxBI)) : kMaxBI;
+  const int smem = fixed + (staged ? static_cast<int>(sub * per_input) : 0);
   const bool vec_table = (O % kTN<T>) == 0 && aligned16(table);
   const bool vec_gy = (O % kTN<T>) == 0 && aligned16(grad_y);
   if (ceil_div(N, kBMI) > kMaxGridX) throw std::invalid_argument("kancore: batch too large for one CUDA grid");
-  const dim3 grid(static_cast<unsigned>(std::min(ceil_div(N, kBMI), kMaxGridX)),
+  const dim3 grid(static_cast<unsigned>(ceil_div(N, kBMI)),
                   static_cast<unsigned>(std::min(ceil_div(I, kMaxBI), kMaxGridYZ)));
   if (staged) {
     allow_smem(reinterpret_cast<const void*>(&backward_input_kernel<T, true>), device, smem);
-    backward_input_kernel<T, true><<<grid, kThreads, smem, stream>>>(N, I, O, K, g, x, table,
-                                                                    grad_y, grad_x, vec_table, vec_gy);
+    backward_input_kernel<T, true><<<grid, kThreads, smem, stream>>>(
+        N, I, O, K, sub, g, x, table, grad_y, grad_x, vec_table, vec_gy);
   } else {
-    backward_input_kernel<T, false><<<grid, kThreads, smem, stream>>>(N, I, O, K, g, x, table,
-                                                                     grad_y, grad_x, vec_table, vec_gy);
+    backward_input_kernel<T, false><<<grid, kThreads, smem, stream>>>(
+        N, I, O, K, sub, g, x, table, grad_y, grad_x, vec_table, vec_gy);
   }
   check_launch("backward_input_kernel launch");
 }
