@@ -11,8 +11,8 @@ namespace {
 }
 }  // namespace
 
-std::size_t forward_workspace_bytes(const Shape&, DType, Impl) { unavailable(); }
-std::size_t backward_workspace_bytes(const Shape&, DType, Impl) { unavailable(); }
+std::size_t forward_workspace_bytes(const Shape&, DType, Impl, Device) { unavailable(); }
+std::size_t backward_workspace_bytes(const Shape&, DType, Impl, Device) { unavailable(); }
 void forward(const Shape&, DType, Impl, const void*, const void*, void*, void*, std::size_t,
              const ExecContext&) { unavailable(); }
 void backward_input(const Shape&, DType, Impl, const void*, const void*, const void*, void*, void*,

@@ -9,8 +9,8 @@
 
 namespace kancore::c0::cuda_backend {
 
-std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl);
-std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Impl impl);
+std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device);
+std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device);
 void forward(const Shape& s, DType dtype, Impl impl, const void* x, const void* table, void* y,
              void* ws, std::size_t ws_bytes, const ExecContext& ctx);
 void backward_input(const Shape& s, DType dtype, Impl impl, const void* x, const void* table,

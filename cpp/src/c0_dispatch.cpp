@@ -57,7 +57,7 @@ void validate(const Shape& s) {
 std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device) {
   validate(s);
   const std::size_t elem = elem_size(dtype);
-  if (device.type == DeviceType::cuda) return cuda_backend::forward_workspace_bytes(s, dtype, impl);
+  if (device.type == DeviceType::cuda) return cuda_backend::forward_workspace_bytes(s, dtype, impl, device);
   if (impl == Impl::gather) return 0;
   return cpu::forward_workspace_bytes_csr(s, elem);
 }
@@ -65,7 +65,7 @@ std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Devi
 std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device) {
   validate(s);
   const std::size_t elem = elem_size(dtype);
-  if (device.type == DeviceType::cuda) return cuda_backend::backward_workspace_bytes(s, dtype, impl);
+  if (device.type == DeviceType::cuda) return cuda_backend::backward_workspace_bytes(s, dtype, impl, device);
   if (impl == Impl::gather) return 0;
   return cpu::backward_workspace_bytes_csr(s, elem);
 }

@@ -115,12 +115,16 @@ def torch_ops() -> SimpleNamespace:
         raise ValueError(f"expected a cpu or cuda tensor, got device {t.device}")
 
     def _workspace(shape, dtype: str, impl: str, device: "torch.device", backward: bool):
-        """(address, bytes) of scratch memory for one call, from torch's allocator (its caching
-        allocator on CUDA); the fused path needs none. The tensor is returned to keep it alive."""
-        if impl != "sparse_matmul_csr":
+        """(tensor, address, bytes) of scratch memory for one call, from torch's allocator (its
+        caching allocator on CUDA, stream-ordered, so freeing it when the op returns is safe
+        while the kernels are still queued). The tensor is returned to keep it alive."""
+        if impl != "sparse_matmul_csr" and device.type != "cuda":
+            return None, 0, 0  # the CPU's fused path needs none
+        index = device.index if device.index is not None else 0
+        nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, device.type, backward, index)
+        if nbytes == 0:
             return None, 0, 0
-        nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, device.type, backward)
-        ws = torch.empty(max(nbytes, 1), dtype=torch.uint8, device=device)
+        ws = torch.empty(nbytes, dtype=torch.uint8, device=device)
         return ws, ws.data_ptr(), nbytes
 
     def _check_op_args(x, table, impl, grad_y=None):
@@ -135,6 +139,8 @@ def torch_ops() -> SimpleNamespace:
                             f"and {table.dtype}")
         if x.device != table.device:
             raise ValueError(f"expected x and table on one device, got {x.device} and {table.device}")
+        if x.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"expected tensors on cpu or cuda, got {x.device}")
         if grad_y is not None and (grad_y.shape != (x.shape[0], table.shape[2])
                                    or grad_y.dtype != x.dtype or grad_y.device != x.device):
             raise ValueError(f"expected grad_y of shape {(x.shape[0], table.shape[2])}, dtype "
@@ -142,8 +148,10 @@ def torch_ops() -> SimpleNamespace:
                              f"on {grad_y.device}")
 
     @torch.library.custom_op("kancore::c0_forward", mutates_args=())
-    def c0_forward(x: torch.Tensor, table: torch.Tensor, spline_width: float, impl: str) -> torch.Tensor:
-        """y (batch, out) = C0 layer of x (batch, in) with table (in, K, out)."""
+    def c0_forward(x: torch.Tensor, table: torch.Tensor, spline_width: float, impl: str,
+                   deterministic: bool = False) -> torch.Tensor:
+        """y (batch, out) = C0 layer of x (batch, in) with table (in, K, out). The forward is
+        always deterministic; `deterministic` is remembered for the backward (see c0_backward)."""
         _check_op_args(x, table, impl)
         x = x.contiguous()
         table = table.contiguous()
@@ -158,13 +166,16 @@ def torch_ops() -> SimpleNamespace:
         return y
 
     @c0_forward.register_fake
-    def _(x, table, spline_width, impl):
+    def _(x, table, spline_width, impl, deterministic=False):
         return x.new_empty((x.shape[0], table.shape[2]))
 
     @torch.library.custom_op("kancore::c0_backward", mutates_args=())
     def c0_backward(grad_y: torch.Tensor, x: torch.Tensor, table: torch.Tensor, spline_width: float,
-                    impl: str, need_input: bool, need_table: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(grad_x, grad_table) of the C0 layer; a skipped gradient comes back as an empty tensor."""
+                    impl: str, need_input: bool, need_table: bool,
+                    deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(grad_x, grad_table) of the C0 layer; a skipped gradient comes back as an empty tensor.
+        deterministic=True makes grad_table bitwise repeatable on CUDA (a fixed-order reduction
+        instead of float atomics; the CPU always is)."""
         _check_op_args(x, table, impl, grad_y)
         x = x.contiguous()
         table = table.contiguous()
@@ -179,28 +190,33 @@ def torch_ops() -> SimpleNamespace:
         grad_table = torch.empty_like(table) if need_table else table.new_empty(0)
         _core.c0_backward(x.data_ptr(), table.data_ptr(), grad_y.data_ptr(),
                           grad_x.data_ptr() if need_input else 0,
-                          grad_table.data_ptr() if need_table else 0, *common)
+                          grad_table.data_ptr() if need_table else 0, *common,
+                          deterministic=bool(deterministic))
         return grad_x, grad_table
 
     @c0_backward.register_fake
-    def _(grad_y, x, table, spline_width, impl, need_input, need_table):
+    def _(grad_y, x, table, spline_width, impl, need_input, need_table, deterministic=False):
         grad_x = torch.empty_like(x) if need_input else x.new_empty(0)
         grad_table = torch.empty_like(table) if need_table else table.new_empty(0)
         return grad_x, grad_table
 
     def _setup_context(ctx, inputs, output):
-        x, table, spline_width, impl = inputs
+        x, table, spline_width, impl, *rest = inputs
         ctx.save_for_backward(x, table)  # only the inputs are kept; everything else is recomputed
         ctx.spline_width = spline_width
         ctx.impl = impl
+        ctx.deterministic = bool(rest[0]) if rest else False
 
     def _backward(ctx, grad_y):
         x, table = ctx.saved_tensors
         need_x, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_x or need_table):
-            return None, None, None, None
-        grad_x, grad_table = c0_backward(grad_y, x, table, ctx.spline_width, ctx.impl, need_x, need_table)
-        return (grad_x if need_x else None), (grad_table if need_table else None), None, None
+            return None, None, None, None, None
+        # torch.use_deterministic_algorithms(True) asks for it too, like torch's own ops.
+        deterministic = ctx.deterministic or torch.are_deterministic_algorithms_enabled()
+        grad_x, grad_table = c0_backward(grad_y, x, table, ctx.spline_width, ctx.impl, need_x,
+                                         need_table, deterministic)
+        return (grad_x if need_x else None), (grad_table if need_table else None), None, None, None
 
     c0_forward.register_autograd(_backward, setup_context=_setup_context)
 

@@ -20,7 +20,12 @@ load both ways. Differences, all deliberate:
 * NaN inputs give NaN on the affected output rows and ±inf the limit of the linear extension
   (kanditioned raises an index error or gives impl-dependent values); set
   ``layer.check_finite = True`` to raise ``ValueError`` instead;
-* ``visualize_all_mappings`` returns the Figure instead of calling ``plt.show()``.
+* ``visualize_all_mappings`` returns the Figure instead of calling ``plt.show()``;
+* CUDA tensors run on kancore's CUDA kernels (on torch's current stream, with torch's
+  allocator, under ``torch.compile`` and CUDA graph capture). ``layer.deterministic = True``
+  (or ``torch.use_deterministic_algorithms(True)``) makes the control-point gradient bitwise
+  repeatable on CUDA; the default uses a faster reduction whose float rounding can vary run
+  to run. The CPU, the forward pass and the input gradient are always deterministic.
 
 As in kanditioned's code, ``init="identity"`` makes each edge the line ``(K-1)/W * x``, which is
 ``y = x`` only when ``num_control_points - 1 == spline_width``.
@@ -118,6 +123,7 @@ class KANLayer(nn.Module):
         self.variant = variant
         self.impl = impl
         self.check_finite = False
+        self.deterministic = False  # CUDA: fixed-order reduction for the control-point gradient
 
         K = num_control_points
         self.register_buffer("local_bias", torch.arange(K, device=device).view(1, -1, 1))
@@ -191,7 +197,8 @@ class KANLayer(nn.Module):
         lead = x.shape[:-1]
         if self.input_scale is not None:
             x = torch.addcmul(self.input_offset, x, self.input_scale)
-        y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl)
+        y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl,
+                                  bool(self.deterministic))
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:

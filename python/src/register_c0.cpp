@@ -59,16 +59,16 @@ void register_c0(py::module_& m) {
       "c0_workspace_bytes",
       [](std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t K, double width,
          const std::string& dtype, const std::string& impl, const std::string& device,
-         bool backward) {
+         bool backward, int device_index) {
         const c0::Shape s{batch, in, out, K, width};
-        const Device dev = parse_context(device, 0, 0).device;
+        const Device dev = parse_context(device, device_index, 0).device;
         const auto im = c0::impl_from_name(impl);
         return backward ? c0::backward_workspace_bytes(s, dtype_named(dtype), im, dev)
                         : c0::forward_workspace_bytes(s, dtype_named(dtype), im, dev);
       },
       py::arg("batch"), py::arg("in_features"), py::arg("out_features"),
       py::arg("num_control_points"), py::arg("spline_width"), py::arg("dtype"), py::arg("impl"),
-      py::arg("device"), py::arg("backward"));
+      py::arg("device"), py::arg("backward"), py::arg("device_index") = 0);
 
   m.def(
       "c0_forward",
@@ -92,16 +92,19 @@ void register_c0(py::module_& m) {
          std::uintptr_t grad_table, std::int64_t batch, std::int64_t in, std::int64_t out,
          std::int64_t K, double width, const std::string& dtype, const std::string& impl,
          std::uintptr_t ws, std::size_t ws_bytes, const std::string& device, int device_index,
-         std::uintptr_t stream) {
-        const Call c = parse_call(batch, in, out, K, width, dtype, impl, ws, ws_bytes, device,
-                                  device_index, stream);
+         std::uintptr_t stream, bool deterministic) {
+        Call c = parse_call(batch, in, out, K, width, dtype, impl, ws, ws_bytes, device,
+                            device_index, stream);
+        c.ctx.deterministic = deterministic;
         py::gil_scoped_release release;
         c0::backward(c.shape, c.dtype, c.impl, ptr<const void>(x), ptr<const void>(table),
                      ptr<const void>(grad_y), ptr<void>(grad_x), ptr<void>(grad_table),
                      c.workspace, c.workspace_bytes, c.ctx);
       },
-      "Both gradients; a zero address skips that gradient.", py::arg("x"), py::arg("table"),
-      py::arg("grad_y"), py::arg("grad_x"), py::arg("grad_table"), KANCORE_CALL_ARGS);
+      "Both gradients; a zero address skips that gradient. deterministic: bitwise repeatable "
+      "grad_table on CUDA (the CPU always is).",
+      py::arg("x"), py::arg("table"), py::arg("grad_y"), py::arg("grad_x"), py::arg("grad_table"),
+      KANCORE_CALL_ARGS, py::arg("deterministic") = false);
 }
 
 #undef KANCORE_CALL_ARGS

@@ -6,7 +6,9 @@
 //   y[b,o] = sum_i (1-t) * C[i,k,o] + t * C[i,k+1,o]
 //
 // Layouts are dense and row-major: x (batch, in), table C (in, K, out), y (batch, out).
-// Kernels allocate nothing: outputs and workspace come from the caller.
+// Kernels allocate nothing: outputs and workspace come from the caller. With a CUDA ExecContext
+// every buffer must be device memory of ctx.device.index; work is queued on ctx.stream and the
+// call returns without synchronising (CUDA / cuSPARSE failures throw std::runtime_error).
 //
 // Non-finite inputs: NaN in x[b,i] makes row b of y NaN (and grad_x[b,i] NaN). x = ±inf gives the limit of the
 // linear extension of the end segment (±inf, or the end value where that segment is flat),
@@ -57,7 +59,8 @@ void backward_input(const Shape& shape, DType dtype, Impl impl, const void* x, c
 
 // grad_table[i,k,o] = sum_b (1-t) g[b,o] at k, + t g[b,o] at k+1. Overwrites grad_table.
 // A non-finite input contributes by IEEE arithmetic of that formula (NaN or ±inf in the two
-// rows it touches). On the CPU the result is deterministic (bitwise the same run to run).
+// rows it touches). On the CPU the result is deterministic (bitwise the same run to run); on
+// CUDA it is when ctx.deterministic is set (otherwise float atomics may reorder the sums).
 void backward_table(const Shape& shape, DType dtype, Impl impl, const void* x, const void* grad_y,
                     void* grad_table, void* workspace = nullptr, std::size_t workspace_bytes = 0,
                     const ExecContext& ctx = {});

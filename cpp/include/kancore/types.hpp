@@ -16,10 +16,16 @@ struct Device {
   int index = 0;
 };
 
-// Where a kernel runs. For CUDA, `stream` is a cudaStream_t (nullptr: the legacy default stream).
+// Where a kernel runs. For CUDA, `stream` is a cudaStream_t (nullptr: the legacy default stream)
+// and every pointer passed with this context must be device memory of `device.index`.
+// `deterministic`: ask for results that are bitwise identical run to run. CPU kernels always are,
+// and so are the CUDA forward and input-gradient kernels; on CUDA it makes the control-point
+// gradient use a fixed-order reduction (no float atomics), which can be slower when the batch is
+// large and the layer small. Default off (fastest path).
 struct ExecContext {
   Device device{};
   void* stream = nullptr;
+  bool deterministic = false;
 };
 
 template <class T> struct dtype_of;
