@@ -236,12 +236,12 @@ class DenseBasisKAN(nn.Module):
         target = torch.bmm(old_basis, old_coef)
         # new knots from the sorted samples
         xs = torch.sort(x, dim=0).values  # (batch, in)
-        idx = torch.div(torch.arange(G + 1) * (B - 1), G, rounding_mode="floor")
+        idx = torch.div(torch.arange(G + 1, device=x.device) * (B - 1), G, rounding_mode="floor")
         adaptive = xs[idx]  # (G+1, in)
         step = (xs[-1] - xs[0] + 2 * margin) / G  # (in,)
-        uniform = xs[0] - margin + torch.arange(G + 1, dtype=x.dtype).unsqueeze(1) * step
+        uniform = xs[0] - margin + torch.arange(G + 1, dtype=x.dtype, device=x.device).unsqueeze(1) * step
         inner = self.grid_eps * uniform + (1.0 - self.grid_eps) * adaptive  # (G+1, in)
-        ext = torch.arange(1, k + 1, dtype=x.dtype).unsqueeze(1) * step  # (k, in)
+        ext = torch.arange(1, k + 1, dtype=x.dtype, device=x.device).unsqueeze(1) * step  # (k, in)
         knots = torch.cat([inner[:1] - ext.flip(0), inner, inner[-1:] + ext], dim=0).T.contiguous()
         # refit: lstsq of the new dense basis against the old outputs, per feature
         new_basis = dense_basis(x, knots, k).transpose(0, 1)  # (in, batch, G+k)

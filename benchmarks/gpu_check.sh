@@ -4,7 +4,7 @@
 #   2. ctest (the CUDA GoogleTests use the CPU kernels as their oracle)
 #   3. install kancore (CUDA on) + kanditioned into a venv that sees the machine's torch; pytest
 #   4. compute-sanitizer memcheck and racecheck over the CUDA GoogleTests
-#   5. benchmarks/bench_c0_gpu.py
+#   5. benchmarks/bench_c0_gpu.py and bench_bspline_gpu.py
 # and prints a short table last (step, status, seconds), after the benchmark's table.
 #
 # Needs .carry/ from benchmarks/prepare_carry.sh (the machine has no package registry):
@@ -99,7 +99,7 @@ install_python() {
 if want python; then
   run_step py-install install_python
   run_step pytest "$PY" -m pytest tests/python -ra -q -p no:cacheprovider
-  run_step pytest-cuda-ran bash -c "'$PY' -m pytest tests/python/test_cuda.py -q -ra -p no:cacheprovider 2>&1 | tee /dev/stderr | grep -q 'no CUDA device visible' && exit 1 || exit 0"
+  run_step pytest-cuda-ran bash -c "'$PY' -m pytest tests/python/test_cuda.py tests/python/test_bspline_cuda.py -q -ra -p no:cacheprovider 2>&1 | tee /dev/stderr | grep -q 'no CUDA device visible' && exit 1 || exit 0"
 fi
 
 # ---- 4. compute-sanitizer --------------------------------------------------------------------
@@ -108,14 +108,16 @@ if want sanitize; then
   # memcheck over every CUDA test; racecheck (slow: it checks each shared-memory access) over
   # the float tests, which run the same kernels and code paths as double.
   run_step memcheck "$SAN" --tool memcheck --error-exitcode 9 --leak-check full "$TESTS" --gtest_filter='*Cuda*' --gtest_brief=1
-  run_step racecheck "$SAN" --tool racecheck --error-exitcode 9 --racecheck-report all "$TESTS" --gtest_filter='C0Cuda.*:*C0CudaParam*float*' --gtest_brief=1
+  run_step racecheck "$SAN" --tool racecheck --error-exitcode 9 --racecheck-report all "$TESTS" --gtest_filter='C0Cuda.*:*C0CudaParam*float*:BsplineCuda.Float32*' --gtest_brief=1
   run_step synccheck "$SAN" --tool synccheck --error-exitcode 9 "$TESTS" --gtest_filter='C0Cuda.*:*C0CudaParam*float_gather*' --gtest_brief=1
 fi
 
 # ---- 5. benchmarks ---------------------------------------------------------------------------
 if want bench; then
   run_step bench "$PY" benchmarks/bench_c0_gpu.py --out "${OUT:-$ROOT/benchmarks/results}"
+  run_step bench-bspline "$PY" benchmarks/bench_bspline_gpu.py --out "${OUT:-$ROOT/benchmarks/results}"
   [ -f "$LOGS/bench.log" ] && sed -n '/^| /,$p' "$LOGS/bench.log" | head -n 60
+  [ -f "$LOGS/bench-bspline.log" ] && sed -n '/^| /,$p' "$LOGS/bench-bspline.log" | head -n 20
 fi
 
 echo

@@ -41,6 +41,7 @@
 
 #include "../cpp/src/backend_cuda.hpp"
 #include "../cpp/src/c0_segment.hpp"
+#include "cuda_common.cuh"
 
 namespace kancore::c0::cuda_backend {
 namespace {
@@ -51,73 +52,12 @@ using detail::locate;
 using detail::make_grid;
 using i64 = std::int64_t;
 
-// ---- errors, devices, pointers -------------------------------------------------------------
-
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("kancore CUDA error in ") + what + ": " +
-                             cudaGetErrorName(status) + " (" + cudaGetErrorString(status) + ")");
-  }
-}
-
-void check(cusparseStatus_t status, const char* what) {
-  if (status != CUSPARSE_STATUS_SUCCESS) {
-    throw std::runtime_error(std::string("kancore cuSPARSE error in ") + what + ": " +
-                             cusparseGetErrorString(status));
-  }
-}
-
-void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
-
-cudaStream_t stream_of(const ExecContext& ctx) { return static_cast<cudaStream_t>(ctx.stream); }
-
-// Makes ctx's device current for the call and restores the caller's afterwards (a library
-// must not leave the thread on another device).
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    check(cudaGetDevice(&previous_), "cudaGetDevice");
-    if (previous_ != device) check(cudaSetDevice(device), "cudaSetDevice");
-  }
-  ~DeviceGuard() {
-    int now = previous_;
-    if (cudaGetDevice(&now) == cudaSuccess && now != previous_) cudaSetDevice(previous_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
-void check_device_index(const Device& device) {
-  int count = 0;
-  check(cudaGetDeviceCount(&count), "cudaGetDeviceCount");
-  if (device.index < 0 || device.index >= count) {
-    throw std::invalid_argument("kancore: expected a CUDA device index in [0, " +
-                                std::to_string(count) + "), got " + std::to_string(device.index));
-  }
-}
-
-// A host pointer handed to a kernel would fault the device (and poison the context), so every
-// buffer is checked to be device (or managed) memory of ctx's device first. Host-only call.
-void require_device_pointer(const void* p, const char* name, int device) {
-  if (p == nullptr) return;  // the dispatcher already rejected null buffers that are needed
-  cudaPointerAttributes attr{};
-  check(cudaPointerGetAttributes(&attr, p), "cudaPointerGetAttributes");
-  const bool on_device = attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
-  if (!on_device) {
-    throw std::invalid_argument(std::string("kancore: expected ") + name + " in memory of cuda:" +
-                                std::to_string(device) + ", got " +
-                                (attr.type == cudaMemoryTypeHost ? "pinned host" : "host") +
-                                " memory");
-  }
-  if (attr.type == cudaMemoryTypeDevice && attr.device != device) {
-    throw std::invalid_argument(std::string("kancore: expected ") + name + " on cuda:" +
-                                std::to_string(device) + ", got cuda:" +
-                                std::to_string(attr.device));
-  }
-}
+using cuda_common::check;
+using cuda_common::check_device_index;
+using cuda_common::check_launch;
+using cuda_common::DeviceGuard;
+using cuda_common::require_device_pointer;
+using cuda_common::stream_of;
 
 struct DeviceInfo {
   int sms = 1;

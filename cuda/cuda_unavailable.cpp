@@ -2,6 +2,7 @@
 #include <stdexcept>
 
 #include "../cpp/src/backend_cuda.hpp"
+#include "../cpp/src/bspline_backend_cuda.hpp"
 
 namespace kancore::c0::cuda_backend {
 namespace {
@@ -21,3 +22,20 @@ void backward_table(const Shape&, DType, Impl, const void*, const void*, void*, 
                     const ExecContext&) { unavailable(); }
 
 }  // namespace kancore::c0::cuda_backend
+
+namespace kancore::bspline::cuda_backend {
+namespace {
+[[noreturn]] void unavailable() {
+  throw std::runtime_error(
+      "kancore: this build has no CUDA backend (rebuild with a CUDA compiler, KANCORE_CUDA=ON)");
+}
+}  // namespace
+
+std::size_t forward_workspace_bytes(const Shape&, DType) { unavailable(); }
+std::size_t backward_workspace_bytes(const Shape&, DType) { unavailable(); }
+void forward(const Shape&, DType, const void*, const Params&, void*, void*, std::size_t,
+             const ExecContext&) { unavailable(); }
+void backward(const Shape&, DType, const void*, const Params&, const void*, const Grads&, void*,
+              std::size_t, const ExecContext&) { unavailable(); }
+
+}  // namespace kancore::bspline::cuda_backend

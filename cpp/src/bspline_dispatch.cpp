@@ -1,8 +1,9 @@
-// The one place where B-spline layer calls are validated and routed (CPU only for now).
+// The one place where B-spline layer calls are validated and routed to the CPU or CUDA kernels.
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
+#include "bspline_backend_cuda.hpp"
 #include "bspline_basis.hpp"
 #include "dispatch_common.hpp"
 #include "cpu/bspline_cpu.hpp"
@@ -17,11 +18,11 @@ using dispatch::elem_size;
 using dispatch::fail;
 using dispatch::require;
 
-void cpu_only(const ExecContext& ctx) {
-  if (ctx.device.type == DeviceType::cuda) {
-    throw std::runtime_error("kancore: the B-spline layer is not yet on CUDA (CPU only for now)");
-  }
-  if (ctx.device.type != DeviceType::cpu) fail("expected device cpu or cuda");
+// True for CUDA, false for the CPU; anything else is an error.
+bool on_cuda(const Device& device) {
+  if (device.type == DeviceType::cuda) return true;
+  if (device.type != DeviceType::cpu) fail("expected device cpu or cuda");
+  return false;
 }
 
 // Knots must be finite and non-decreasing per feature: the basis search relies on it.
@@ -64,25 +65,30 @@ void validate(const Shape& s) {
 
 std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Device device) {
   validate(s);
-  cpu_only(ExecContext{device, nullptr});
+  elem_size(dtype);
+  if (on_cuda(device)) return cuda_backend::forward_workspace_bytes(s, dtype);
   return cpu::forward_workspace_elems(s) * elem_size(dtype);
 }
 
 std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Device device) {
   validate(s);
-  cpu_only(ExecContext{device, nullptr});
+  elem_size(dtype);
+  if (on_cuda(device)) return cuda_backend::backward_workspace_bytes(s, dtype);
   return cpu::backward_workspace_elems(s) * elem_size(dtype);
 }
 
 void forward(const Shape& s, DType dtype, const void* x, const Params& p, void* y, void* ws,
              std::size_t ws_bytes, const ExecContext& ctx) {
   validate(s);
-  cpu_only(ctx);
   require(x, "x", s.batch * s.in);
   require(p.knots, "knots", s.in * s.num_knots());
   require(p.spline_weight, "spline_weight", s.out * s.in * s.num_coefficients());
   require(y, "y", s.batch * s.out);
-  check_workspace(forward_workspace_bytes(s, dtype), ws, ws_bytes);
+  check_workspace(forward_workspace_bytes(s, dtype, ctx.device), ws, ws_bytes);
+  if (on_cuda(ctx.device)) {  // knots stay in device memory: the caller validated them
+    cuda_backend::forward(s, dtype, x, p, y, ws, ws_bytes, ctx);
+    return;
+  }
   by_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     check_knots(s, static_cast<const T*>(p.knots));
@@ -95,14 +101,17 @@ void forward(const Shape& s, DType dtype, const void* x, const Params& p, void* 
 void backward(const Shape& s, DType dtype, const void* x, const Params& p, const void* grad_y,
               const Grads& g, void* ws, std::size_t ws_bytes, const ExecContext& ctx) {
   validate(s);
-  cpu_only(ctx);
   require(x, "x", s.batch * s.in);
   require(p.knots, "knots", s.in * s.num_knots());
   require(p.spline_weight, "spline_weight", s.out * s.in * s.num_coefficients());
   require(grad_y, "grad_y", s.batch * s.out);
   if (g.base_weight && !p.base_weight) fail("expected base_weight for its gradient, got null");
   if (g.spline_scaler && !p.spline_scaler) fail("expected spline_scaler for its gradient, got null");
-  check_workspace(backward_workspace_bytes(s, dtype), ws, ws_bytes);
+  check_workspace(backward_workspace_bytes(s, dtype, ctx.device), ws, ws_bytes);
+  if (on_cuda(ctx.device)) {
+    cuda_backend::backward(s, dtype, x, p, grad_y, g, ws, ws_bytes, ctx);
+    return;
+  }
   by_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     check_knots(s, static_cast<const T*>(p.knots));

@@ -99,6 +99,19 @@ def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "
 # torch (optional, loaded on first use so `import kancore` stays light for NumPy users)
 
 
+def _torch_device_args(t) -> Tuple[str, int, int]:
+    """(device type, index, stream address) of a torch tensor for the core: on CUDA the current
+    stream of its device, so kernels queue behind the caller's work."""
+    import torch
+
+    if t.device.type == "cuda":
+        index = t.device.index if t.device.index is not None else torch.cuda.current_device()
+        return "cuda", index, torch.cuda.current_stream(t.device).cuda_stream
+    if t.device.type == "cpu":
+        return "cpu", 0, 0
+    raise ValueError(f"expected a cpu or cuda tensor, got device {t.device}")
+
+
 @functools.lru_cache(maxsize=None)
 def torch_ops() -> SimpleNamespace:
     """Register the torch custom ops once and return them (imports torch)."""
@@ -106,13 +119,7 @@ def torch_ops() -> SimpleNamespace:
 
     _TORCH_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
-    def _device_args(t: "torch.Tensor"):
-        if t.device.type == "cuda":
-            index = t.device.index if t.device.index is not None else torch.cuda.current_device()
-            return "cuda", index, torch.cuda.current_stream(t.device).cuda_stream
-        if t.device.type == "cpu":
-            return "cpu", 0, 0
-        raise ValueError(f"expected a cpu or cuda tensor, got device {t.device}")
+    _device_args = _torch_device_args
 
     def _workspace(shape, dtype: str, impl: str, device: "torch.device", backward: bool):
         """(tensor, address, bytes) of scratch memory for one call, from torch's allocator (its
@@ -386,7 +393,7 @@ def bspline_forward_numpy(x, grid, base_weight, spline_weight, spline_scaler=Non
     nbytes = _core.bspline_workspace_bytes(x2.shape[0], I, out, G, k, dtype, "cpu", False)
     ws = np.empty(max(nbytes, 1), dtype=np.uint8)
     _core.bspline_forward(_addr(x2), _addr(grid), _addr(bw), _addr(spline_weight), _addr(sc),
-                          _addr(y), x2.shape[0], I, out, G, k, dtype, _addr(ws), ws.nbytes, "cpu")
+                          _addr(y), x2.shape[0], I, out, G, k, dtype, _addr(ws), ws.nbytes, "cpu", 0, 0)
     return y.reshape(*lead, out)
 
 
@@ -418,8 +425,16 @@ def torch_bspline_ops() -> SimpleNamespace:
             raise TypeError(f"expected every operand in {spline_weight.dtype}, got "
                             f"{[str(t.dtype) for t in tensors]}")
         _dtype_name(spline_weight.dtype)
-        if any(t.device.type != "cpu" for t in tensors):
-            raise NotImplementedError("kancore: the B-spline layer is not yet on CUDA (CPU only for now)")
+        if any(t.device != x.device for t in tensors):
+            raise ValueError(f"expected every operand on one device, got {[str(t.device) for t in tensors]}")
+        if x.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"expected cpu or cuda tensors, got {x.device}")
+
+    def _ws(shape, dtype, device, backward):
+        """Scratch memory for one call from torch's allocator (stream-ordered on CUDA)."""
+        dev_type, index, _ = _torch_device_args(torch.empty(0, device=device))
+        nbytes = _core.bspline_workspace_bytes(*shape, dtype, dev_type, backward, index)
+        return torch.empty(max(nbytes, 1), dtype=torch.uint8, device=device), nbytes
 
     def _c(t):
         return None if t is None else t.contiguous()
@@ -432,11 +447,10 @@ def torch_bspline_ops() -> SimpleNamespace:
         N, I, O, G, k = _shape(x, grid, spline_weight)
         dtype = _dtype_name(x.dtype)
         y = x.new_empty((N, O))
-        nbytes = _core.bspline_workspace_bytes(N, I, O, G, k, dtype, "cpu", False)
-        ws = torch.empty(max(nbytes, 1), dtype=torch.uint8)
+        ws, nbytes = _ws((N, I, O, G, k), dtype, x.device, False)
         _core.bspline_forward(_addr(x), _addr(grid), _addr(base_weight), _addr(spline_weight),
                               _addr(spline_scaler), _addr(y), N, I, O, G, k, dtype, ws.data_ptr(),
-                              nbytes, "cpu")
+                              nbytes, *_torch_device_args(x))
         return y
 
     @bspline_forward.register_fake
@@ -459,11 +473,10 @@ def torch_bspline_ops() -> SimpleNamespace:
                 for need, r in zip(needs, refs)]
         addrs = [o.data_ptr() if (need and r is not None) else 0 for o, need, r in zip(outs, needs, refs)]
         dtype = _dtype_name(x.dtype)
-        nbytes = _core.bspline_workspace_bytes(N, I, O, G, k, dtype, "cpu", True)
-        ws = torch.empty(max(nbytes, 1), dtype=torch.uint8)
+        ws, nbytes = _ws((N, I, O, G, k), dtype, x.device, True)
         _core.bspline_backward(_addr(x), _addr(grid), _addr(base_weight), _addr(spline_weight),
                                _addr(spline_scaler), _addr(grad_y), *addrs, N, I, O, G, k, dtype,
-                               ws.data_ptr(), nbytes, "cpu")
+                               ws.data_ptr(), nbytes, *_torch_device_args(x))
         return outs
 
     @bspline_backward.register_fake
@@ -491,15 +504,16 @@ def torch_bspline_ops() -> SimpleNamespace:
     # Losses: one native call gives the value and the gradient; autograd scales the gradient.
     @torch.library.custom_op("kancore::coefficient_l1_entropy", mutates_args=())
     def coefficient_l1_entropy(w: torch.Tensor, activation: float, entropy: float) -> List[torch.Tensor]:
-        if w.dim() < 1 or w.device.type != "cpu":
-            raise ValueError(f"expected a CPU tensor (..., per_edge), got {tuple(w.shape)} on {w.device}")
-        w = w.contiguous()
-        grad = torch.empty_like(w)
-        per_edge = w.shape[-1]
-        value = _core.coefficient_l1_entropy(w.data_ptr(), w.numel() // max(per_edge, 1), per_edge,
+        if w.dim() < 1 or w.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"expected a tensor (..., per_edge) on cpu or cuda, got {tuple(w.shape)} on {w.device}")
+        # The losses read only parameters: on CUDA they run on a host copy (one small transfer).
+        wc = w.detach().to("cpu").contiguous()
+        grad = torch.empty_like(wc)
+        per_edge = wc.shape[-1]
+        value = _core.coefficient_l1_entropy(wc.data_ptr(), wc.numel() // max(per_edge, 1), per_edge,
                                              float(activation), float(entropy),
-                                             _dtype_name(w.dtype), grad.data_ptr())
-        return [torch.tensor(value, dtype=w.dtype), grad]
+                                             _dtype_name(wc.dtype), grad.data_ptr())
+        return [torch.tensor(value, dtype=w.dtype, device=w.device), grad.to(w.device)]
 
     @coefficient_l1_entropy.register_fake
     def _(w, activation, entropy):
@@ -507,12 +521,13 @@ def torch_bspline_ops() -> SimpleNamespace:
 
     @torch.library.custom_op("kancore::smoothness", mutates_args=())
     def smoothness(c: torch.Tensor, outer: int, K: int, inner: int) -> List[torch.Tensor]:
-        if c.numel() != outer * K * inner or c.device.type != "cpu":
-            raise ValueError(f"expected a CPU tensor of {outer}x{K}x{inner} elements, got {tuple(c.shape)}")
-        c = c.contiguous()
-        grad = torch.empty_like(c)
-        value = _core.smoothness(c.data_ptr(), outer, K, inner, _dtype_name(c.dtype), grad.data_ptr())
-        return [torch.tensor(value, dtype=c.dtype), grad]
+        if c.numel() != outer * K * inner or c.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"expected a tensor of {outer}x{K}x{inner} elements on cpu or cuda, got "
+                             f"{tuple(c.shape)} on {c.device}")
+        cc = c.detach().to("cpu").contiguous()  # on CUDA: a host copy, as for the L1 loss
+        grad = torch.empty_like(cc)
+        value = _core.smoothness(cc.data_ptr(), outer, K, inner, _dtype_name(cc.dtype), grad.data_ptr())
+        return [torch.tensor(value, dtype=c.dtype, device=c.device), grad.to(c.device)]
 
     @smoothness.register_fake
     def _(c, outer, K, inner):

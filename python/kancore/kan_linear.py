@@ -18,7 +18,10 @@ kernel evaluates only the k+1 non-zero basis functions per input; nothing of sha
 * ``regularization_loss`` is finite when coefficients are exactly zero;
 * inputs may have any number of leading dimensions; ``device=``/``dtype=`` arguments.
 
-CPU only for now (a CUDA tensor raises NotImplementedError).
+CUDA tensors run on kancore's CUDA kernels (compiled, not yet verified on a GPU; orders up to
+16). There the knots stay in device memory and are not checked per call: they are checked when
+a state_dict is loaded and produced valid by ``update_grid``/``refine`` (the grid fits run on
+the CPU, with one copy each way). The losses run on a host copy of the parameters.
 """
 from __future__ import annotations
 
@@ -129,6 +132,15 @@ class KANLinear(nn.Module):
 
     def _native_base(self) -> bool:
         return type(self.base_activation) is torch.nn.SiLU
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The CUDA kernels trust the knots (no per-call host check): reject bad ones on load.
+        grid = state_dict.get(prefix + "grid")
+        if isinstance(grid, torch.Tensor) and grid.dim() == 2 and grid.numel() > 0:
+            g = grid.detach()
+            if not bool(torch.isfinite(g).all()) or bool((g[:, 1:] < g[:, :-1]).any()):
+                raise ValueError(f"{prefix}grid: expected finite, non-decreasing knots per feature")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- forward ---------------------------------------------------------------------------
 

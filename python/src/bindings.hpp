@@ -30,6 +30,15 @@ inline Device device_named(const std::string& name) {
   throw std::invalid_argument("kancore: expected device cpu or cuda, got " + name);
 }
 
+// Where a kernel runs: device "cpu" or "cuda", its index, and a cudaStream_t as an integer.
+inline ExecContext context_named(const std::string& device, int index, std::uintptr_t stream) {
+  ExecContext ctx;
+  ctx.device = device_named(device);
+  ctx.device.index = index;
+  ctx.stream = reinterpret_cast<void*>(stream);
+  return ctx;
+}
+
 // Arrays cross as raw addresses (torch's data_ptr() or numpy's __array_interface__); the
 // Python side has checked shape, dtype, device and contiguity.
 template <class P>

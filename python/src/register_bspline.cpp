@@ -17,13 +17,15 @@ void register_bspline(py::module_& m) {
   m.def(
       "bspline_workspace_bytes",
       [](std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t G, std::int64_t k,
-         const std::string& dtype, const std::string& device, bool backward) {
+         const std::string& dtype, const std::string& device, bool backward, int device_index) {
         const Shape s{batch, in, out, G, k};
-        return backward ? bspline::backward_workspace_bytes(s, dtype_named(dtype), device_named(device))
-                        : bspline::forward_workspace_bytes(s, dtype_named(dtype), device_named(device));
+        const Device dev = context_named(device, device_index, 0).device;
+        return backward ? bspline::backward_workspace_bytes(s, dtype_named(dtype), dev)
+                        : bspline::forward_workspace_bytes(s, dtype_named(dtype), dev);
       },
       py::arg("batch"), py::arg("in_features"), py::arg("out_features"), py::arg("grid_size"),
-      py::arg("spline_order"), py::arg("dtype"), py::arg("device"), py::arg("backward"));
+      py::arg("spline_order"), py::arg("dtype"), py::arg("device"), py::arg("backward"),
+      py::arg("device_index") = 0);
 
   m.def(
       "bspline_forward",
@@ -31,12 +33,12 @@ void register_bspline(py::module_& m) {
          std::uintptr_t spline_weight, std::uintptr_t spline_scaler, std::uintptr_t y,
          std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t G, std::int64_t k,
          const std::string& dtype, std::uintptr_t ws, std::size_t ws_bytes,
-         const std::string& device) {
+         const std::string& device, int device_index, std::uintptr_t stream) {
         const Shape s{batch, in, out, G, k};
         const bspline::Params p{ptr<const void>(knots), ptr<const void>(base_weight),
                                 ptr<const void>(spline_weight), ptr<const void>(spline_scaler)};
         const DType dt = dtype_named(dtype);
-        const ExecContext ctx{device_named(device), nullptr};
+        const ExecContext ctx = context_named(device, device_index, stream);
         py::gil_scoped_release release;
         bspline::forward(s, dt, ptr<const void>(x), p, ptr<void>(y), ptr<void>(ws), ws_bytes, ctx);
       },
@@ -49,13 +51,13 @@ void register_bspline(py::module_& m) {
          std::uintptr_t gx, std::uintptr_t gbase, std::uintptr_t gspline, std::uintptr_t gscaler,
          std::int64_t batch, std::int64_t in, std::int64_t out, std::int64_t G, std::int64_t k,
          const std::string& dtype, std::uintptr_t ws, std::size_t ws_bytes,
-         const std::string& device) {
+         const std::string& device, int device_index, std::uintptr_t stream) {
         const Shape s{batch, in, out, G, k};
         const bspline::Params p{ptr<const void>(knots), ptr<const void>(base_weight),
                                 ptr<const void>(spline_weight), ptr<const void>(spline_scaler)};
         const bspline::Grads g{ptr<void>(gx), ptr<void>(gbase), ptr<void>(gspline), ptr<void>(gscaler)};
         const DType dt = dtype_named(dtype);
-        const ExecContext ctx{device_named(device), nullptr};
+        const ExecContext ctx = context_named(device, device_index, stream);
         py::gil_scoped_release release;
         bspline::backward(s, dt, ptr<const void>(x), p, ptr<const void>(grad_y), g, ptr<void>(ws),
                           ws_bytes, ctx);

@@ -13,20 +13,6 @@ namespace py = pybind11;
 namespace kancore::python {
 namespace {
 
-ExecContext parse_context(const std::string& device, int index, std::uintptr_t stream) {
-  ExecContext ctx;
-  if (device == "cpu") {
-    ctx.device.type = DeviceType::cpu;
-  } else if (device == "cuda") {
-    ctx.device.type = DeviceType::cuda;
-  } else {
-    throw std::invalid_argument("kancore: expected device cpu or cuda, got " + device);
-  }
-  ctx.device.index = index;
-  ctx.stream = reinterpret_cast<void*>(stream);
-  return ctx;
-}
-
 // What every kernel call takes besides its arrays, parsed once.
 struct Call {
   c0::Shape shape;
@@ -42,7 +28,7 @@ Call parse_call(std::int64_t batch, std::int64_t in, std::int64_t out, std::int6
                 std::size_t ws_bytes, const std::string& device, int device_index,
                 std::uintptr_t stream) {
   return Call{c0::Shape{batch, in, out, K, width}, dtype_named(dtype), c0::impl_from_name(impl),
-              ptr<void>(ws), ws_bytes, parse_context(device, device_index, stream)};
+              ptr<void>(ws), ws_bytes, context_named(device, device_index, stream)};
 }
 
 // The shared trailing arguments, in parse_call's order.
@@ -61,7 +47,7 @@ void register_c0(py::module_& m) {
          const std::string& dtype, const std::string& impl, const std::string& device,
          bool backward, int device_index) {
         const c0::Shape s{batch, in, out, K, width};
-        const Device dev = parse_context(device, device_index, 0).device;
+        const Device dev = context_named(device, device_index, 0).device;
         const auto im = c0::impl_from_name(impl);
         return backward ? c0::backward_workspace_bytes(s, dtype_named(dtype), im, dev)
                         : c0::forward_workspace_bytes(s, dtype_named(dtype), im, dev);

@@ -10,8 +10,12 @@
 //
 // All arrays are dense row-major: x (batch, in), knots (in, G+2k+1), base_weight (out, in),
 // spline_weight (out, in, G+k), spline_scaler (out, in) or null (all ones), y (batch, out).
-// Kernels allocate nothing: workspace comes from the caller (see *_workspace_bytes). CPU only
-// for now: on CUDA every entry point throws "not yet on CUDA".
+// Kernels allocate nothing: workspace comes from the caller (see *_workspace_bytes).
+// forward/backward also run on CUDA (ctx.device = cuda, every buffer in that device's memory,
+// work queued on ctx.stream with no synchronisation or host copy; orders k <= 16): the host
+// cannot check device-resident knots, so the caller must pass valid ones (KANLinear does). The
+// CUDA kernels are compiled but not yet verified on a GPU. update_grid, refine and basis are
+// CPU functions on host buffers.
 #pragma once
 
 #include <cstddef>
