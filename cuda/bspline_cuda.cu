@@ -9,13 +9,14 @@
 //                     (and silu'(x)) into the workspace: (batch, in, k+1) values, never
 //                     (batch, in, G+k).
 //   table_kernel      the scaled weights as a gather table (in, G+k, out) and base_weight^T.
-//   forward_kernel    block = 64 outputs x 4 row groups of 8 rows; each thread accumulates its
-//                     output for 8 rows over all inputs; table rows are read coalesced across
-//                     outputs, the per-(b, i) basis values are warp-wide broadcasts.
+//   forward_kernel    block = 64 outputs x 4 row groups of 8 rows (rows on grid.x, output
+//                     tiles on grid.y); each thread accumulates its output for 8 rows over all
+//                     inputs in registers; table rows are read coalesced across outputs, the
+//                     per-(b, i) basis values are warp-wide broadcasts.
 //   grad_x_kernel     one warp per (b, i): a dot over the outputs of grad_y with the slope row
 //                     sum_r d_r table[i, f+r, :] (+ silu'(x) base_weight^T[i, :]), then a fixed
 //                     shuffle reduction.
-//   grad_w_kernel     one thread per (i, o): owns the column dtable[i, :, o] and walks the batch
+//   grad_w_kernel     one thread per (i, o) (inputs on grid.x): owns the column dtable[i, :, o] and walks the batch
 //                     in order, so every gradient is deterministic (no atomics); then writes the
 //                     spline_weight, spline_scaler and base_weight gradients of edge (o, i).
 // Knots are read in device memory as they are: the host does not check them (no host copies);
@@ -157,25 +158,33 @@ __global__ void forward_kernel(i64 N, i64 I, i64 O, i64 C, int taps, const T* __
                                const T* __restrict__ WbT, const T* __restrict__ v,
                                const std::int32_t* __restrict__ first, const T* __restrict__ act,
                                T* __restrict__ y) {
-  const i64 o = blockIdx.x * i64(kOutTile) + threadIdx.x;
-  const i64 b0 = (blockIdx.y * i64(kRowGroups) + threadIdx.y) * kRowsPerThread;
+  // Rows on grid.x (up to 2^31 - 1 blocks), output tiles on grid.y.
+  const i64 o = blockIdx.y * i64(kOutTile) + threadIdx.x;
+  const i64 b0 = (blockIdx.x * i64(kRowGroups) + threadIdx.y) * kRowsPerThread;
   if (o >= O || b0 >= N) return;
   const int rows = static_cast<int>(N - b0 < kRowsPerThread ? N - b0 : kRowsPerThread);
-  T acc[kRowsPerThread];
+  T acc[kRowsPerThread];  // fully unrolled loops with guards keep it in registers
+#pragma unroll
   for (int r = 0; r < kRowsPerThread; ++r) acc[r] = T(0);
   for (i64 i = 0; i < I; ++i) {
     const T wb = WbT ? WbT[i * O + o] : T(0);
     const T* col = table + i * C * O + o;
-    for (int rr = 0; rr < rows; ++rr) {
-      const i64 j = (b0 + rr) * I + i;
-      const T* vj = v + j * taps;
-      const T* row = col + i64(first[j]) * O;
-      T a = WbT ? act[j] * wb : T(0);
-      for (int r = 0; r < taps; ++r) a += vj[r] * row[r * O];
-      acc[rr] += a;
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerThread; ++rr) {
+      if (rr < rows) {
+        const i64 j = (b0 + rr) * I + i;
+        const T* vj = v + j * taps;
+        const T* row = col + i64(first[j]) * O;
+        T a = WbT ? act[j] * wb : T(0);
+        for (int r = 0; r < taps; ++r) a += vj[r] * row[r * O];
+        acc[rr] += a;
+      }
     }
   }
-  for (int rr = 0; rr < rows; ++rr) y[(b0 + rr) * O + o] = acc[rr];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerThread; ++rr) {
+    if (rr < rows) y[(b0 + rr) * O + o] = acc[rr];
+  }
 }
 
 template <class T>
@@ -212,8 +221,8 @@ __global__ void grad_w_kernel(i64 N, i64 I, i64 O, i64 C, int taps, const T* __r
                               const std::int32_t* __restrict__ first, const T* __restrict__ act,
                               const T* __restrict__ grad_y, T* __restrict__ dtable,
                               T* __restrict__ gWb, T* __restrict__ gW, T* __restrict__ gsc) {
-  const i64 o = blockIdx.x * i64(blockDim.x) + threadIdx.x;
-  const i64 i = blockIdx.y;
+  const i64 o = blockIdx.y * i64(blockDim.x) + threadIdx.x;  // inputs on grid.x, output tiles on y
+  const i64 i = blockIdx.x;
   if (o >= O) return;
   T* col = dtable + i * C * O + o;  // dtable[i, :, o], owned by this thread
   for (i64 c = 0; c < C; ++c) col[c * O] = T(0);
@@ -326,9 +335,9 @@ void forward_typed(const Shape& s, const T* x, const Params& p, T* y, T* ws, cud
   run_table<T>(s, p, ws, L, stream);
   run_prep<T>(s, x, static_cast<const T*>(p.knots), ws, L, false, stream);
   const i64 rows_per_block = i64(kRowGroups) * kRowsPerThread;
-  const i64 gy = (N + rows_per_block - 1) / rows_per_block;
-  if (gy > 65535) throw std::invalid_argument("kancore: batch too large for one CUDA launch grid");
-  const dim3 grid(static_cast<unsigned>((O + kOutTile - 1) / kOutTile), static_cast<unsigned>(gy));
+  const i64 tiles = (O + kOutTile - 1) / kOutTile;
+  if (tiles > 65535) throw std::invalid_argument("kancore: out_features too large for one CUDA launch grid");
+  const dim3 grid(static_cast<unsigned>((N + rows_per_block - 1) / rows_per_block), static_cast<unsigned>(tiles));
   forward_kernel<T><<<grid, dim3(kOutTile, kRowGroups), 0, stream>>>(
       N, s.in, O, s.num_coefficients(), static_cast<int>(s.order + 1), ws + L.table,
       p.base_weight ? ws + L.wbt : nullptr, ws + L.v,
@@ -352,8 +361,9 @@ void backward_typed(const Shape& s, const T* x, const Params& p, const T* grad_y
     check_launch("bspline grad_x_kernel");
   }
   if (g.base_weight || g.spline_weight || g.spline_scaler) {
-    if (I > 65535) throw std::invalid_argument("kancore: in_features too large for one CUDA launch grid");
-    const dim3 grid(static_cast<unsigned>((O + 127) / 128), static_cast<unsigned>(I));
+    const i64 tiles = (O + 127) / 128;
+    if (tiles > 65535) throw std::invalid_argument("kancore: out_features too large for one CUDA launch grid");
+    const dim3 grid(static_cast<unsigned>(I), static_cast<unsigned>(tiles));
     grad_w_kernel<T><<<grid, 128, 0, stream>>>(
         N, I, O, C, taps, static_cast<const T*>(p.spline_weight),
         static_cast<const T*>(p.spline_scaler), ws + L.v, first, ws + L.act, grad_y,

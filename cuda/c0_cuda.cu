@@ -80,14 +80,17 @@ DeviceInfo device_info(int device) {
 }
 
 // Raises a kernel's dynamic shared-memory limit once per (kernel, device): above 48 KB a block
-// gets the memory only after this opt-in. Done on first use, so not inside a later graph capture.
+// gets the memory only after this opt-in. The limit goes straight to the device's opt-in maximum
+// (not to this launch's size), so a later, larger launch of the same kernel (another layer of a
+// network, a larger K) is covered too; done on first use, so not inside a later graph capture.
 void allow_smem(const void* kernel, int device, int bytes) {
   static std::mutex mutex;
   static std::set<std::pair<const void*, int>> done;
   if (bytes <= 48 * 1024) return;
+  const int limit = std::max(bytes, device_info(device).smem_optin);
   std::lock_guard<std::mutex> lock(mutex);
   if (done.count({kernel, device})) return;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit),
         "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
   done.insert({kernel, device});
 }
@@ -798,7 +801,8 @@ void by_dtype(DType dtype, Fn&& fn) {
 }  // namespace
 
 std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device) {
-  if (impl == Impl::gather) return 0;
+  // An empty batch does nothing (forward returns early): no cuSPARSE plan for zero rows.
+  if (impl == Impl::gather || s.batch == 0) return 0;
   check_device_index(device);
   DeviceGuard guard(device.index);
   PlanCache& cache = plan_cache();

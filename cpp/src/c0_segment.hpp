@@ -26,8 +26,12 @@ struct Grid {
 
 template <class T>
 inline Grid<T> make_grid(std::int64_t K, double W) {
-  return Grid<T>{static_cast<T>(W / 2), static_cast<T>(K - 1), static_cast<T>(W),
-                 static_cast<T>(K - 2), static_cast<T>(static_cast<double>(K - 1) / W)};
+  // K-2 in T, rounded down: above 2^24 a float K-2 may round up to K-1, and the left index
+  // K-1 would touch row K (past the table).
+  T last = static_cast<T>(K - 2);
+  if (static_cast<double>(last) > static_cast<double>(K - 2)) last = std::nextafter(last, T(0));
+  return Grid<T>{static_cast<T>(W / 2), static_cast<T>(K - 1), static_cast<T>(W), last,
+                 static_cast<T>(static_cast<double>(K - 1) / W)};
 }
 
 template <class T>

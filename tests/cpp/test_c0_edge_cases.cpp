@@ -359,5 +359,26 @@ TEST_P(C0Edge, EmptyBatch) {
 
 KCTEST_INSTANTIATE_DTYPE_IMPL(C0Edge);
 
+// float32 with K - 2 > 2^24: float(K - 2) rounds up to K - 1 for this K, and a left index of
+// K - 1 would read (and, backward, write) row K, past the table. The largest left index must
+// stay <= K - 2 (here K - 3, the float below): then both rows a sample touches are in the
+// table and its two weights (1 - t) + t = 1 all land inside it.
+TEST(C0Edge32, HugeKKeepsTheLeftIndexInsideTheTable) {
+  const std::int64_t K = 16777221;  // K - 2 = 16777219 rounds to 16777220 in float
+  const kancore::c0::Shape s{1, 1, 1, K, 4.0};
+  std::vector<float> C(K);
+  for (std::int64_t k = 0; k < K; ++k) C[k] = static_cast<float>(k);
+  const std::vector<float> x = {2.5f};  // right of the domain: the end segment extends
+  std::vector<float> y(1), gC(K, 0.0f), gy = {1.0f};
+  kancore::c0::forward<float>(s, kancore::c0::Impl::gather, x.data(), C.data(), y.data());
+  EXPECT_TRUE(std::isfinite(y[0]));
+  EXPECT_GT(y[0], C[K - 3]);
+  kancore::c0::backward_table(s, kancore::DType::float32, kancore::c0::Impl::gather, x.data(), gy.data(),
+                              gC.data());
+  double total = 0;
+  for (float v : gC) total += v;
+  EXPECT_EQ(total, 1.0);  // without the rounding fix the weight t went to row K, outside
+}
+
 }  // namespace
 }  // namespace kctest
