@@ -205,6 +205,16 @@ class KANLinear(nn.Module):
         value, _ = _ops_bs.smoothness(w, w.shape[0] * w.shape[1], w.shape[2], 1)
         return value
 
+    def visualize_all_mappings(self, save_path=None, *, x_axis: str = "input", max_edges: int = 1024):
+        """Plot every edge on an in x out grid of subplots (kanditioned's layout) and return the
+        Figure. ``x_axis="input"``: the edge's whole function, base + spline, against the input
+        value over the grid's inner range; ``"control_points"``: the scaled spline coefficients
+        against the basis index. Saved at 300 dpi when ``save_path`` is truthy; a bare Figure
+        (headless, shown once in a notebook)."""
+        from ._plotting import plot_bspline_mappings
+
+        return plot_bspline_mappings(self, save_path=save_path, x_axis=x_axis, max_edges=max_edges)
+
     def extra_repr(self) -> str:
         parts = [f"in_features={self.in_features}", f"out_features={self.out_features}",
                  f"grid_size={self.grid_size}", f"spline_order={self.spline_order}"]
@@ -382,6 +392,20 @@ class KAN(nn.Module):
                 if self.layernorm and j < last:
                     x = self.norms[j](x)
         return scales
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def visualize_all_mappings(self, save_path=None, *, layer: int = 0, **options):
+        """Layer ``layer``'s ``visualize_all_mappings`` figure (see KANLayer/KANLinear)."""
+        if not isinstance(layer, int) or not -len(self.layers) <= layer < len(self.layers):
+            raise ValueError(f"layer must be an index into the {len(self.layers)} layers, got {layer!r}")
+        return self.layers[layer].visualize_all_mappings(save_path=save_path, **options)
+
+    def plot_network(self, x=None, save_path=None, **options):
+        """The whole-network figure; see ``kancore.plot_network``."""
+        from .inspection import plot_network
+
+        return plot_network(self, x=x, save_path=save_path, **options)
 
     # -- model file ------------------------------------------------------------------------
 
