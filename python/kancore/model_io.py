@@ -138,6 +138,10 @@ def write_safetensors(path, arrays: Dict[str, np.ndarray], metadata: Dict[str, s
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".kancore-", suffix=".tmp", dir=directory)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would have (0666 & ~umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(len(text).to_bytes(8, "little"))
             f.write(text)

@@ -179,6 +179,14 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
 
 
+def test_saved_file_has_the_usual_permissions(tmp_path):
+    path = tmp_path / "m.safetensors"
+    kancore.save(KAN([2, 1]), path)
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+
+
 # -- the corrupt-file catalogue ---------------------------------------------------------------------
 
 def _good_file(tmp_path):
