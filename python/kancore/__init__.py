@@ -6,9 +6,16 @@ Without PyTorch, ``kancore.functional`` runs the same kernels on NumPy arrays.
 from ._core import __version__, built_with_cuda
 from . import functional
 
-__all__ = ["KANLayer", "KANLinear", "KAN", "functional", "built_with_cuda", "__version__"]
+__all__ = ["KANLayer", "KANLinear", "KAN", "save", "load", "fit", "Trainer", "create_dataset",
+           "count_parameters", "memory_estimate", "mlp_with_same_parameters", "plot_network",
+           "functional", "built_with_cuda", "__version__"]
 
-_TORCH_CLASSES = {"KANLayer": "kan_layer", "KANLinear": "kan_linear", "KAN": "kan_linear"}
+# Names that need torch, and the module defining each (imported on first use).
+_TORCH_CLASSES = {"KANLayer": "kan_layer", "KANLinear": "kan_linear", "KAN": "kan_linear",
+                  "save": "model_io", "load": "model_io",
+                  "fit": "training", "Trainer": "training", "create_dataset": "training",
+                  "count_parameters": "inspection", "memory_estimate": "inspection",
+                  "mlp_with_same_parameters": "inspection", "plot_network": "inspection"}
 
 
 def __getattr__(name):

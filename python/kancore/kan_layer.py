@@ -366,7 +366,8 @@ class KANLayer(nn.Module):
         ``lamb_l1 * sum(A) + lamb_entropy * (row + column entropies of A)``
         ``+ (lamb_coef * sum|C| + lamb_coefdiff * sum|diff_k C|) / out_features`` on the control
         points C (pykan's normalisation). Needs at least 2 samples; NaN/±inf in x gives a NaN
-        loss. CPU only.
+        loss. CPU only. After ``update_grid`` the layer sees ``x * input_scale + input_offset``,
+        and A is measured on that mapped input.
         See the README ("Edge-scale regulariser") for the exact formula.
         """
         loss, _ = self._edge_scale(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
@@ -383,5 +384,9 @@ class KANLayer(nn.Module):
         table = self._table()
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        if self.input_scale is not None:
+            # A fitted domain: the edge functions act on x * scale + offset, so measure them there
+            # (the denominator's std(x) is then that of the mapped input).
+            x = torch.addcmul(self.input_offset, x, self.input_scale)
         return torch_edge_scale_ops().c0_loss(x.reshape(-1, self.in_features), table,
                                               float(self.spline_width), *lambs)

@@ -217,6 +217,16 @@ class KANLinear(nn.Module):
         value, _ = _ops_bs.smoothness(w, w.shape[0] * w.shape[1], w.shape[2], 1)
         return value
 
+    def visualize_all_mappings(self, save_path=None, *, x_axis: str = "input", max_edges: int = 1024):
+        """Plot every edge on an in x out grid of subplots (kanditioned's layout) and return the
+        Figure. ``x_axis="input"``: the edge's whole function, base + spline, against the input
+        value over the grid's inner range; ``"control_points"``: the scaled spline coefficients
+        against the basis index. Saved at 300 dpi when ``save_path`` is truthy; a bare Figure
+        (headless, shown once in a notebook)."""
+        from ._plotting import plot_bspline_mappings
+
+        return plot_bspline_mappings(self, save_path=save_path, x_axis=x_axis, max_edges=max_edges)
+
     def extra_repr(self) -> str:
         parts = [f"in_features={self.in_features}", f"out_features={self.out_features}",
                  f"grid_size={self.grid_size}", f"spline_order={self.spline_order}"]
@@ -264,39 +274,105 @@ class KANLinear(nn.Module):
                                                         self.base_weight, self.spline_weight, scaler, *lambs)
 
 
+KINDS = ("bspline", "c0")
+
+
 class KAN(nn.Module):
-    """efficient-kan's ``KAN``: a stack of ``KANLinear`` layers of widths ``layers_hidden``."""
+    """efficient-kan's ``KAN``: a stack of ``KANLinear`` layers of widths ``layers_hidden``.
+
+    The positional arguments, their defaults, ``forward(x, update_grid=False)``,
+    ``regularization_loss`` and ``refine`` are efficient-kan's, and the state_dict names are
+    ``layers.{j}.*``. Keyword-only extensions (the network of the kancore model file,
+    spec/model_format.md):
+
+    * ``kind="c0"`` builds the stack from ``KANLayer`` (kanditioned's piecewise-linear layer)
+      with ``num_control_points``, ``spline_width``, ``variant``, ``init`` and ``impl`` passed
+      through; the B-spline arguments are then unused. ``update_grid=True`` fits each C0 layer's
+      input domain (``KANLayer.update_grid``) and ``refine(K)`` changes its control points.
+    * ``layernorm=True`` puts ``nn.LayerNorm(width, eps=layernorm_eps)`` after every layer but
+      the last (``norms.{j}.weight/bias``); the B-spline grids then see normalised inputs.
+    * ``save(path)`` / ``KAN.load(path)``: the safetensors model file (``kancore.save``).
+    """
 
     def __init__(self, layers_hidden: Sequence[int], grid_size: int = 5, spline_order: int = 3,
                  scale_noise: float = 0.1, scale_base: float = 1.0, scale_spline: float = 1.0,
                  base_activation=torch.nn.SiLU, grid_eps: float = 0.02, grid_range: Sequence[float] = (-1, 1),
-                 *, device=None, dtype=None):
+                 *, kind: str = "bspline", layernorm: bool = False, layernorm_eps: float = 1e-5,
+                 num_control_points: int = 32, spline_width: float = 4.0, variant: str = "B-spline",
+                 init: str = "random_normal", impl: str = "embedding_bag", device=None, dtype=None):
         super().__init__()
         widths = list(layers_hidden)
         if len(widths) < 2:
             raise ValueError(f"layers_hidden needs at least two widths, got {widths}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if not isinstance(layernorm, bool):
+            raise ValueError(f"layernorm must be True or False, got {layernorm!r}")
+        if not (isinstance(layernorm_eps, numbers.Real) and math.isfinite(layernorm_eps) and layernorm_eps > 0):
+            raise ValueError(f"layernorm_eps must be a finite number > 0, got {layernorm_eps!r}")
+        self.kind = kind
+        self.layernorm = layernorm
         self.grid_size = grid_size
         self.spline_order = spline_order
-        self.layers = nn.ModuleList(
-            KANLinear(a, b, grid_size=grid_size, spline_order=spline_order, scale_noise=scale_noise,
-                      scale_base=scale_base, scale_spline=scale_spline, base_activation=base_activation,
-                      grid_eps=grid_eps, grid_range=grid_range, device=device, dtype=dtype)
-            for a, b in zip(widths[:-1], widths[1:]))
+        if kind == "bspline":
+            self.layers = nn.ModuleList(
+                KANLinear(a, b, grid_size=grid_size, spline_order=spline_order, scale_noise=scale_noise,
+                          scale_base=scale_base, scale_spline=scale_spline, base_activation=base_activation,
+                          grid_eps=grid_eps, grid_range=grid_range, device=device, dtype=dtype)
+                for a, b in zip(widths[:-1], widths[1:]))
+        else:
+            from .kan_layer import KANLayer
+
+            self.num_control_points = num_control_points
+            self.layers = nn.ModuleList(
+                KANLayer(a, b, init, num_control_points=num_control_points, spline_width=spline_width,
+                         variant=variant, impl=impl, device=device, dtype=dtype)
+                for a, b in zip(widths[:-1], widths[1:]))
+        # Always present (empty without layernorm) so the attribute exists for every network.
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(b, eps=float(layernorm_eps), device=device, dtype=dtype) for b in widths[1:-1]
+        ) if layernorm else nn.ModuleList()
+
+    @property
+    def widths(self) -> list:
+        return [self.layers[0].in_features] + [layer.out_features for layer in self.layers]
 
     def forward(self, x: torch.Tensor, update_grid: bool = False) -> torch.Tensor:
-        for layer in self.layers:
+        last = len(self.layers) - 1
+        for j, layer in enumerate(self.layers):
             if update_grid:
                 layer.update_grid(x.reshape(-1, layer.in_features))
             x = layer(x)
+            if self.layernorm and j < last:
+                x = self.norms[j](x)
         return x
 
     def regularization_loss(self, regularize_activation: float = 1.0, regularize_entropy: float = 1.0) -> torch.Tensor:
-        return sum(layer.regularization_loss(regularize_activation, regularize_entropy) for layer in self.layers)
+        """efficient-kan's L1 + entropy penalty summed over the layers. For ``kind="c0"`` it is
+        taken on the control-point values (each edge's mean |C[i, :, o]|)."""
+        total = None
+        for layer in self.layers:
+            if isinstance(layer, KANLinear):
+                term = layer.regularization_loss(regularize_activation, regularize_entropy)
+            else:
+                w = layer._table().permute(2, 0, 1).contiguous()  # (out, in, K), the op's layout
+                term, _ = _ops_bs.coefficient_l1_entropy(w, float(regularize_activation), float(regularize_entropy))
+            total = term if total is None else total + term
+        return total
+
+    def smoothness_loss(self) -> torch.Tensor:
+        """The layers' second-difference penalties (``smoothness_loss``) summed."""
+        return sum(layer.smoothness_loss() for layer in self.layers)
 
     def refine(self, new_grid_size: int) -> None:
+        """B-spline: ``new_grid_size`` intervals per grid; C0: ``new_grid_size`` control points.
+        Keeps the function (see the layers' ``refine``); parameters are replaced."""
         for layer in self.layers:
             layer.refine(new_grid_size)
-        self.grid_size = new_grid_size
+        if self.kind == "c0":
+            self.num_control_points = new_grid_size
+        else:
+            self.grid_size = new_grid_size
 
     def edge_scale_loss(self, x: torch.Tensor, lamb_l1: float = 1.0, lamb_entropy: float = 2.0,
                         lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0, return_output: bool = False):
@@ -308,8 +384,52 @@ class KAN(nn.Module):
         for both the data loss and this penalty.
         """
         total = None
-        for layer in self.layers:
+        last = len(self.layers) - 1
+        for j, layer in enumerate(self.layers):
             term = layer.edge_scale_loss(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
             total = term if total is None else total + term
             x = layer(x)
+            if self.layernorm and j < last:
+                x = self.norms[j](x)
         return (total, x) if return_output else total
+
+    def edge_scales(self, x: torch.Tensor) -> list:
+        """Per layer, the (out, in) edge scales A of pykan's regulariser on that layer's input."""
+        scales = []
+        last = len(self.layers) - 1
+        with torch.no_grad():
+            for j, layer in enumerate(self.layers):
+                scales.append(layer.edge_scales(x))
+                x = layer(x)
+                if self.layernorm and j < last:
+                    x = self.norms[j](x)
+        return scales
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def visualize_all_mappings(self, save_path=None, *, layer: int = 0, **options):
+        """Layer ``layer``'s ``visualize_all_mappings`` figure (see KANLayer/KANLinear)."""
+        if not isinstance(layer, int) or not -len(self.layers) <= layer < len(self.layers):
+            raise ValueError(f"layer must be an index into the {len(self.layers)} layers, got {layer!r}")
+        return self.layers[layer].visualize_all_mappings(save_path=save_path, **options)
+
+    def plot_network(self, x=None, save_path=None, **options):
+        """The whole-network figure; see ``kancore.plot_network``."""
+        from .inspection import plot_network
+
+        return plot_network(self, x=x, save_path=save_path, **options)
+
+    # -- model file ------------------------------------------------------------------------
+
+    def save(self, path, metadata=None) -> None:
+        """Write the kancore model file (safetensors, spec/model_format.md); see ``kancore.save``."""
+        from .model_io import save
+
+        save(self, path, metadata=metadata)
+
+    @classmethod
+    def load(cls, path, device=None) -> "KAN":
+        """Read a kancore model file; see ``kancore.load``."""
+        from .model_io import load
+
+        return load(path, device=device)

@@ -1,0 +1,381 @@
+"""Save and load a ``KAN`` as the kancore model file (spec/model_format.md, format version 1).
+
+The file is safetensors (an 8-byte little-endian header length N, N bytes of JSON header, then the
+raw little-endian tensor bytes), written and read here with NumPy alone so the format has no
+runtime dependency; the C++ ``Network`` reads and writes the same files.
+
+What a file cannot hold, and what loading therefore gives back:
+
+* a C0 layer with ``variant="DCT"`` or ``"parallel_scan"`` is saved as its control-point table
+  (``_table()``) and loads as ``variant="B-spline"`` (the same function; the original variant is
+  recorded in the config's extra ``"variant"`` key for information);
+* a B-spline layer must use the SiLU base activation (the format's forward); without
+  ``enable_standalone_scale_spline`` its ``spline_scaler`` is saved as ones;
+* ``grid_eps``/``grid_range`` (used only by later grid updates) travel as extra config keys.
+
+Loading validates everything before building the model: header size and JSON, every tensor's
+dtype, shape and byte range (inside the file, back to back, covering the data exactly), the
+config against the tensors, and finite knots and domain affines. Any problem raises ValueError.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+FORMAT = "kancore.network"
+FORMAT_VERSION = "1"
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit: a header larger is hostile
+_DTYPES = {"float32": ("F32", np.dtype("<f4"), torch.float32),
+           "float64": ("F64", np.dtype("<f8"), torch.float64)}
+_RESERVED_METADATA = ("format", "format_version", "config")
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+def _layers_of(model) -> Tuple[List[nn.Module], Optional[nn.ModuleList]]:
+    from .kan_layer import KANLayer
+    from .kan_linear import KAN, KANLinear
+
+    if isinstance(model, KAN):
+        return list(model.layers), (model.norms if model.layernorm else None)
+    if isinstance(model, (KANLayer, KANLinear)):
+        return [model], None
+    if isinstance(model, nn.Sequential) and len(model) and all(isinstance(m, (KANLayer, KANLinear)) for m in model):
+        return list(model), None
+    raise TypeError("kancore.save expects a kancore.KAN, a KANLayer/KANLinear, or an nn.Sequential of "
+                    f"them, got {type(model).__name__}")
+
+
+def _layer_entry(j: int, layer) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    from .kan_layer import KANLayer
+
+    p = f"layers.{j}."
+    if isinstance(layer, KANLayer):
+        fitted = layer.input_scale is not None
+        cfg = {"kind": "c0", "in_features": layer.in_features, "out_features": layer.out_features,
+               "num_control_points": layer.num_control_points, "spline_width": float(layer.spline_width),
+               "fitted_domain": fitted, "variant": layer.variant}
+        tensors = {p + "kan_weight": layer._table()}
+        if fitted:
+            tensors[p + "input_scale"] = layer.input_scale
+            tensors[p + "input_offset"] = layer.input_offset
+        return cfg, tensors
+    if not layer._native_base():
+        raise ValueError(f"layer {j}: the model file stores B-spline layers with the SiLU base activation, "
+                         f"got {type(layer.base_activation).__name__}")
+    cfg = {"kind": "bspline", "in_features": layer.in_features, "out_features": layer.out_features,
+           "grid_size": layer.grid_size, "spline_order": layer.spline_order,
+           "grid_eps": layer.grid_eps, "grid_range": list(layer.grid_range)}
+    scaler = layer.spline_scaler if layer.enable_standalone_scale_spline else torch.ones_like(layer.base_weight)
+    tensors = {p + "grid": layer.grid, p + "base_weight": layer.base_weight,
+               p + "spline_weight": layer.spline_weight, p + "spline_scaler": scaler}
+    return cfg, tensors
+
+
+def save(model, path, metadata: Optional[Dict[str, str]] = None) -> None:
+    """Write ``model`` (a ``KAN``, a single ``KANLayer``/``KANLinear``, or an ``nn.Sequential`` of
+    them) to ``path`` as a kancore model file. The write is atomic: a temporary file in the same
+    directory, renamed over ``path`` once complete. ``metadata`` adds string entries to the
+    safetensors ``__metadata__`` (not the reserved format/format_version/config)."""
+    layers, norms = _layers_of(model)
+    configs, tensors = [], {}
+    for j, layer in enumerate(layers):
+        cfg, t = _layer_entry(j, layer)
+        if j and cfg["in_features"] != configs[-1]["out_features"]:
+            raise ValueError(f"layer {j} takes {cfg['in_features']} features but layer {j - 1} gives "
+                             f"{configs[-1]['out_features']}")
+        configs.append(cfg)
+        tensors.update(t)
+    eps = 1e-5
+    if norms is not None:
+        for j, norm in enumerate(norms):
+            if norm.weight is None or norm.bias is None:
+                raise ValueError(f"norms.{j}: the model file needs LayerNorm with elementwise affine and bias")
+            tensors[f"norms.{j}.weight"] = norm.weight
+            tensors[f"norms.{j}.bias"] = norm.bias
+        eps = float(norms[0].eps) if len(norms) else eps
+        if any(float(n.eps) != eps for n in norms):
+            raise ValueError("the model file holds one layernorm_eps; the norms' eps differ")
+    dtypes = {t.dtype for t in tensors.values()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in (torch.float32, torch.float64):
+        raise ValueError(f"every tensor must be float32, or every one float64; got {sorted(map(str, dtypes))}")
+    dtype_name = "float32" if next(iter(dtypes)) == torch.float32 else "float64"
+    config = {"dtype": dtype_name, "layernorm": norms is not None, "layernorm_eps": eps, "layers": configs}
+
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config)}
+    for key, value in (metadata or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(f"metadata must map str to str, got {key!r}: {type(value).__name__}")
+        if key in _RESERVED_METADATA:
+            raise ValueError(f"metadata key {key!r} is reserved")
+        meta[key] = value
+    write_safetensors(path, {k: v.detach().cpu().numpy() for k, v in tensors.items()}, meta)
+
+
+def write_safetensors(path, arrays: Dict[str, np.ndarray], metadata: Dict[str, str]) -> None:
+    """Write float32/float64 arrays and string metadata as a safetensors file, atomically."""
+    codes = {np.dtype("float32"): "F32", np.dtype("float64"): "F64"}
+    header: dict = {"__metadata__": dict(metadata)}
+    blobs, offset = [], 0
+    for name, a in arrays.items():
+        if a.dtype not in codes:
+            raise ValueError(f"{name}: expected float32 or float64, got {a.dtype}")
+        raw = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": codes[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the spec pads the header to a multiple of 8 bytes
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".kancore-", suffix=".tmp", dir=directory)
+    try:
+        # mkstemp makes the file private (0600); give it the mode open() would have (0666 & ~umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            f.write(len(text).to_bytes(8, "little"))
+            f.write(text)
+            for raw in blobs:
+                f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate JSON key {k!r}")
+        out[k] = v
+    return out
+
+
+def read_safetensors(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+    """Parse a safetensors file of F32/F64 tensors with every offset bounds-checked. Returns
+    (arrays, metadata); raises ValueError on anything malformed."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{path}: not a model file (only {len(data)} bytes; a safetensors file starts "
+                         "with an 8-byte header length)")
+    n = int.from_bytes(data[:8], "little")
+    if n > MAX_HEADER_BYTES:
+        raise ValueError(f"{path}: header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes")
+    if 8 + n > len(data):
+        raise ValueError(f"{path}: truncated: header length {n} but only {len(data) - 8} bytes follow")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: the header is not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                 for k, v in metadata.items()):
+        raise ValueError(f"{path}: __metadata__ must map strings to strings")
+    body = memoryview(data)[8 + n:]
+    codes = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+    spans, arrays = [], {}
+    for name, entry in header.items():
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise ValueError(f"{path}: tensor {name!r}: expected keys dtype, shape, data_offsets, got {entry!r}")
+        dt = entry["dtype"]
+        if dt not in codes:
+            raise ValueError(f"{path}: tensor {name!r}: dtype must be F32 or F64, got {dt!r}")
+        shape, offsets = entry["shape"], entry["data_offsets"]
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise ValueError(f"{path}: tensor {name!r}: shape must be a list of ints >= 0, got {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1] <= len(body)):
+            raise ValueError(f"{path}: tensor {name!r}: data_offsets {offsets!r} outside the data section "
+                             f"of {len(body)} bytes")
+        nbytes = math.prod(shape) * codes[dt].itemsize
+        if offsets[1] - offsets[0] != nbytes:
+            raise ValueError(f"{path}: tensor {name!r}: shape {shape} {dt} needs {nbytes} bytes, "
+                             f"data_offsets give {offsets[1] - offsets[0]}")
+        spans.append((offsets[0], offsets[1], name))
+        arrays[name] = np.frombuffer(body[offsets[0]:offsets[1]], dtype=codes[dt]).reshape(shape).copy()
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            raise ValueError(f"{path}: tensor {name!r} starts at byte {begin}, expected {end} "
+                             "(tensors must be back to back without overlap)")
+        end = stop
+    if end != len(body):
+        raise ValueError(f"{path}: the tensors cover {end} bytes of a {len(body)}-byte data section")
+    return arrays, metadata
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+def _int_field(where: str, cfg: dict, key: str, low: int, high: Optional[int] = None) -> int:
+    v = cfg.get(key)
+    _need(_is_int(v) and v >= low and (high is None or v <= high),
+          f"{where}: {key!r} must be an int in [{low}, {high if high is not None else 'inf'}], got {v!r}")
+    return v
+
+
+def _real_field(where: str, cfg: dict, key: str) -> float:
+    v = cfg.get(key)
+    _need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+          f"{where}: {key!r} must be a finite number > 0, got {v!r}")
+    return float(v)
+
+
+def parse_config(metadata: Dict[str, str]) -> dict:
+    """Check __metadata__'s format fields and return the validated network config."""
+    _need(metadata.get("format") == FORMAT,
+          f"not a kancore network file: __metadata__ 'format' is {metadata.get('format')!r}, expected {FORMAT!r}")
+    _need(metadata.get("format_version") == FORMAT_VERSION,
+          f"unsupported format_version {metadata.get('format_version')!r} (this reader knows {FORMAT_VERSION!r})")
+    try:
+        cfg = json.loads(metadata.get("config", ""), object_pairs_hook=_no_duplicates)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ValueError(f"the 'config' metadata is not valid JSON: {exc}") from exc
+    _need(isinstance(cfg, dict), "the config must be a JSON object")
+    _need(cfg.get("dtype") in _DTYPES, f"config dtype must be 'float32' or 'float64', got {cfg.get('dtype')!r}")
+    _need(isinstance(cfg.get("layernorm"), bool), f"config 'layernorm' must be true or false, got {cfg.get('layernorm')!r}")
+    if cfg["layernorm"] or "layernorm_eps" in cfg:
+        _real_field("config", cfg, "layernorm_eps")
+    layers = cfg.get("layers")
+    _need(isinstance(layers, list) and len(layers) >= 1, "config 'layers' must be a non-empty list")
+    for j, L in enumerate(layers):
+        where = f"config layer {j}"
+        _need(isinstance(L, dict), f"{where} must be a JSON object")
+        _need(L.get("kind") in ("c0", "bspline"), f"{where}: unknown kind {L.get('kind')!r} (expected 'c0' or 'bspline')")
+        _int_field(where, L, "in_features", 1)
+        _int_field(where, L, "out_features", 1)
+        if L["kind"] == "c0":
+            _int_field(where, L, "num_control_points", 2)
+            _real_field(where, L, "spline_width")
+            _need(isinstance(L.get("fitted_domain"), bool), f"{where}: 'fitted_domain' must be true or false")
+        else:
+            _int_field(where, L, "grid_size", 1)
+            _int_field(where, L, "spline_order", 1, 64)
+        if j:
+            _need(L["in_features"] == layers[j - 1]["out_features"],
+                  f"{where}: in_features {L['in_features']} does not match layer {j - 1}'s out_features "
+                  f"{layers[j - 1]['out_features']}")
+    return cfg
+
+
+def expected_tensors(cfg: dict) -> Dict[str, Tuple[int, ...]]:
+    """Every tensor name the config implies, with its shape."""
+    shapes: Dict[str, Tuple[int, ...]] = {}
+    for j, L in enumerate(cfg["layers"]):
+        p, I, O = f"layers.{j}.", L["in_features"], L["out_features"]
+        if L["kind"] == "c0":
+            shapes[p + "kan_weight"] = (I, L["num_control_points"], O)
+            if L["fitted_domain"]:
+                shapes[p + "input_scale"] = (I,)
+                shapes[p + "input_offset"] = (I,)
+        else:
+            G, k = L["grid_size"], L["spline_order"]
+            shapes.update({p + "grid": (I, G + 2 * k + 1), p + "base_weight": (O, I),
+                           p + "spline_weight": (O, I, G + k), p + "spline_scaler": (O, I)})
+        if cfg["layernorm"] and j < len(cfg["layers"]) - 1:
+            shapes[f"norms.{j}.weight"] = (O,)
+            shapes[f"norms.{j}.bias"] = (O,)
+    return shapes
+
+
+def _grid_range(L: dict):
+    gr = L.get("grid_range")  # an extra key: informative, used only by later grid updates
+    ok = (isinstance(gr, list) and len(gr) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                         and math.isfinite(v) for v in gr) and gr[0] < gr[1])
+    return tuple(gr) if ok else (-1.0, 1.0)
+
+
+def load(path, device=None):
+    """Read a kancore model file and return the ``KAN`` it describes (C0 layers come back with
+    ``variant="B-spline"``). Raises ValueError on any malformed, truncated or inconsistent file."""
+    from .kan_linear import KAN
+
+    arrays, metadata = read_safetensors(path)
+    try:
+        cfg = parse_config(metadata)
+        shapes = expected_tensors(cfg)
+        code, _, tdtype = _DTYPES[cfg["dtype"]]
+        missing = sorted(set(shapes) - set(arrays))
+        extra = sorted(set(arrays) - set(shapes))
+        _need(not missing and not extra, f"tensor names do not match the config: missing {missing}, unexpected {extra}")
+        for name, shape in shapes.items():
+            a = arrays[name]
+            _need(a.dtype == _DTYPES[cfg["dtype"]][1], f"tensor {name!r} is {a.dtype}, the config says {cfg['dtype']}")
+            _need(a.shape == shape, f"tensor {name!r} has shape {list(a.shape)}, the config implies {list(shape)}")
+            if name.endswith((".grid", ".input_scale", ".input_offset")):
+                _need(bool(np.isfinite(a).all()), f"tensor {name!r} must be finite")
+            if name.endswith(".grid"):
+                _need(bool((np.diff(a, axis=1) >= 0).all()), f"tensor {name!r}: knots must be non-decreasing")
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+    layers = cfg["layers"]
+    first = layers[0]
+    widths = [first["in_features"]] + [L["out_features"] for L in layers]
+    eps = float(cfg.get("layernorm_eps", 1e-5))
+    kinds = {L["kind"] for L in layers}
+    if first["kind"] == "c0":
+        model = KAN(widths, kind="c0", layernorm=cfg["layernorm"], layernorm_eps=eps,
+                    num_control_points=first["num_control_points"], spline_width=first["spline_width"],
+                    init="zero", dtype=tdtype)
+    else:
+        model = KAN(widths, grid_size=first["grid_size"], spline_order=first["spline_order"],
+                    grid_range=_grid_range(first), layernorm=cfg["layernorm"], layernorm_eps=eps, dtype=tdtype)
+    if len(kinds) > 1 or any(not _same_shape(L, first) for L in layers):
+        # Mixed kinds or per-layer sizes: build each layer as the file says.
+        model.layers = nn.ModuleList(_make_layer(L, tdtype) for L in layers)
+        model.kind = first["kind"] if len(kinds) == 1 else "mixed"
+    for j, L in enumerate(layers):
+        if L["kind"] == "bspline" and "grid_eps" in L:
+            ge = L["grid_eps"]
+            if isinstance(ge, (int, float)) and not isinstance(ge, bool) and 0 <= ge <= 1:
+                model.layers[j].grid_eps = float(ge)
+    state = model.state_dict()  # keeps the C0 layers' index buffers, which the file does not hold
+    state.update((name, torch.from_numpy(a)) for name, a in arrays.items())
+    model.load_state_dict(state, strict=True)
+    if device is not None:
+        model = model.to(device)
+    return model
+
+
+def _same_shape(L: dict, first: dict) -> bool:
+    keys = ("kind", "num_control_points", "spline_width", "grid_size", "spline_order", "grid_range")
+    return all(L.get(k) == first.get(k) for k in keys)
+
+
+def _make_layer(L: dict, dtype):
+    from .kan_layer import KANLayer
+    from .kan_linear import KANLinear
+
+    if L["kind"] == "c0":
+        return KANLayer(L["in_features"], L["out_features"], "zero", num_control_points=L["num_control_points"],
+                        spline_width=L["spline_width"], dtype=dtype)
+    return KANLinear(L["in_features"], L["out_features"], grid_size=L["grid_size"],
+                     spline_order=L["spline_order"], grid_range=_grid_range(L), dtype=dtype)

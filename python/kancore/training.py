@@ -1,0 +1,429 @@
+"""Training helpers: ``Trainer`` / ``fit`` (one loop for KANs and the MLPs they are compared with)
+and ``create_dataset`` (pykan-style function-fitting data).
+
+The loop, in order, at each step s = 0 .. steps-1:
+
+1. grid update (KANs only) when ``grid_update_every > 0``, ``s % grid_update_every == 0`` and
+   ``s < grid_update_until``: the network is run on ``grid_update_samples`` random training inputs
+   with ``update_grid=True`` (B-spline layers move their knots, C0 layers fit their input domain);
+   parameters that were replaced (e.g. a new K) get fresh optimizer state, the others keep theirs;
+2. one optimizer step on a mini-batch (``batch_size=None``: the full training set) of
+   ``loss(model(x), y) + reg_weight * penalty``, with the gradient norm clipped to ``grad_clip``;
+3. every ``eval_every`` steps (and at the last one): the validation loss; the best weights are kept
+   and, after ``patience`` evaluations without improvement, training stops. At the end the best
+   weights are restored (``restore_best``).
+
+Learning rates: Adam/AdamW with two parameter groups, the spline parameters (``KANLayer``'s
+``kan_weight``/``dct_weight``/``r_weight``/``l_weight``, ``KANLinear.spline_weight``) at
+``lr * spline_lr_mult`` and everything else at ``lr``; a linear warmup over ``warmup_steps`` then a
+cosine decay to ``min_lr_ratio * lr`` (``lr_factor``). ``optimizer="lbfgs"`` uses torch's LBFGS
+with a strong-Wolfe line search, one learning rate and no schedule or clipping.
+
+The penalty (``reg``): ``"auto"`` is efficient-kan's ``regularization_loss()`` (L1 + entropy of
+the coefficients) for B-spline KANs and ``smoothness_loss()`` (second differences of the control
+points) for C0 KANs; ``"coef"``/``"smoothness"`` pick one explicitly, and ``"edge_scale"`` is
+pykan's sample-based regulariser on the batch (``KAN.edge_scale_loss``, sharing the forward pass).
+``reg_kwargs`` go to the chosen method.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+_SPLINE_NAMES = {"KANLayer": ("kan_weight", "dct_weight", "r_weight", "l_weight"),
+                 "KANLinear": ("spline_weight",)}
+OPTIMIZERS = ("adam", "adamw", "lbfgs")
+REGS = ("auto", "coef", "smoothness", "edge_scale")
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> float:
+    """The learning-rate multiplier of optimizer step ``step`` (0-based): (step+1)/warmup_steps
+    during the warmup, then a cosine from 1 down to ``min_lr_ratio`` at the last step."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = total_steps - warmup_steps - 1
+    progress = 1.0 if span <= 0 else min(1.0, (step - warmup_steps) / span)
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def spline_parameter_names(model: nn.Module) -> List[str]:
+    """Names (as in ``model.named_parameters()``) of the spline parameters of every KAN layer."""
+    names = []
+    for prefix, module in model.named_modules():
+        for attr in _SPLINE_NAMES.get(type(module).__name__, ()):
+            if isinstance(getattr(module, attr, None), nn.Parameter):
+                names.append(f"{prefix}.{attr}" if prefix else attr)
+    return names
+
+
+def parameter_groups(model: nn.Module, lr: float, spline_lr_mult: float = 1.0) -> List[dict]:
+    """Optimizer parameter groups: ``base`` at lr, ``spline`` at lr * spline_lr_mult (empty groups
+    left out). Each group carries ``name`` and ``param_names`` so replaced parameters can be found."""
+    spline = set(spline_parameter_names(model))
+    groups = {"base": [], "spline": []}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            groups["spline" if name in spline else "base"].append(name)
+    params = dict(model.named_parameters())
+    rates = {"base": lr, "spline": lr * spline_lr_mult}
+    return [{"name": g, "lr": rates[g], "initial_lr": rates[g], "param_names": names,
+             "params": [params[n] for n in names]} for g, names in groups.items() if names]
+
+
+def _positive(name, value, integer=False, allow_none=False):
+    if value is None and allow_none:
+        return None
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive {'int' if integer else 'number'}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _as_tensor(name, a, dtype=None, device=None):
+    t = a if isinstance(a, torch.Tensor) else torch.as_tensor(a)
+    if dtype is not None and t.is_floating_point():
+        t = t.to(dtype)
+    return t.to(device) if device is not None else t
+
+
+class Trainer:
+    """Trains any ``nn.Module`` on (X, y); KAN-specific features (spline learning rate, grid
+    updates, penalties) apply where the model has them. See the module docstring for the loop."""
+
+    def __init__(self, model: nn.Module, *, optimizer: str = "adam", lr: float = 1e-2, spline_lr_mult: float = 1.0,
+                 weight_decay: float = 0.0, betas=(0.9, 0.999), warmup_steps: int = 0, schedule: str = "cosine",
+                 min_lr_ratio: float = 0.0, grad_clip: Optional[float] = None,
+                 loss: Union[str, Callable] = "mse", reg_weight: float = 0.0, reg: str = "auto",
+                 reg_kwargs: Optional[dict] = None, grid_update_every: int = 0,
+                 grid_update_until: Optional[int] = None, grid_update_samples: int = 1024,
+                 batch_size: Optional[int] = None, eval_every: int = 10, patience: Optional[int] = None,
+                 restore_best: bool = True, progress: bool = True, seed: int = 0, lbfgs_max_iter: int = 20,
+                 lbfgs_history: int = 10):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+        if reg not in REGS:
+            raise ValueError(f"reg must be one of {REGS}, got {reg!r}")
+        if isinstance(loss, str) and loss not in ("mse", "cross_entropy"):
+            raise ValueError(f"loss must be 'mse', 'cross_entropy' or a callable, got {loss!r}")
+        if not (isinstance(warmup_steps, numbers.Integral) and warmup_steps >= 0):
+            raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
+        if not (isinstance(grid_update_every, numbers.Integral) and grid_update_every >= 0):
+            raise ValueError(f"grid_update_every must be an int >= 0, got {grid_update_every!r}")
+        if not 0.0 <= float(min_lr_ratio) <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {min_lr_ratio!r}")
+        if not (isinstance(reg_weight, numbers.Real) and math.isfinite(reg_weight) and reg_weight >= 0):
+            raise ValueError(f"reg_weight must be a finite number >= 0, got {reg_weight!r}")
+        self.model = model
+        self.optimizer_name = optimizer
+        self.lr = _positive("lr", lr)
+        self.spline_lr_mult = _positive("spline_lr_mult", spline_lr_mult)
+        if optimizer == "lbfgs" and (self.spline_lr_mult != 1.0 or grad_clip is not None or warmup_steps):
+            raise ValueError("optimizer='lbfgs' takes one learning rate, no warmup and no gradient clipping "
+                             "(its line search needs the true gradient): leave spline_lr_mult=1, "
+                             "warmup_steps=0, grad_clip=None")
+        self.weight_decay = float(weight_decay)
+        self.betas = tuple(betas)
+        self.warmup_steps = int(warmup_steps)
+        self.schedule = schedule
+        self.min_lr_ratio = float(min_lr_ratio)
+        self.grad_clip = _positive("grad_clip", grad_clip, allow_none=True)
+        self.loss = loss
+        self.reg_weight = float(reg_weight)
+        self.reg = reg
+        self.reg_kwargs = dict(reg_kwargs or {})
+        self.grid_update_every = int(grid_update_every)
+        self.grid_update_until = grid_update_until
+        self.grid_update_samples = _positive("grid_update_samples", grid_update_samples, integer=True)
+        self.batch_size = _positive("batch_size", batch_size, integer=True, allow_none=True)
+        self.eval_every = _positive("eval_every", eval_every, integer=True)
+        self.patience = _positive("patience", patience, integer=True, allow_none=True)
+        self.restore_best = bool(restore_best)
+        self.progress = bool(progress)
+        self.seed = int(seed)
+        self.lbfgs_max_iter = _positive("lbfgs_max_iter", lbfgs_max_iter, integer=True)
+        self.lbfgs_history = _positive("lbfgs_history", lbfgs_history, integer=True)
+        self._penalty = self._pick_penalty() if self.reg_weight > 0 else None
+        if self.grid_update_every and not self._has_grids():
+            raise ValueError("grid updates need a kancore.KAN or an nn.Sequential with update_grid layers, "
+                             f"got {type(model).__name__}")
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.best_step: Optional[int] = None
+        self.stopped_early = False
+
+    # -- pieces -----------------------------------------------------------------------------
+
+    def _pick_penalty(self) -> str:
+        m = self.model
+        reg = self.reg
+        if reg == "auto":
+            reg = "smoothness" if getattr(m, "kind", None) == "c0" else "coef"
+        method = {"coef": "regularization_loss", "smoothness": "smoothness_loss",
+                  "edge_scale": "edge_scale_loss"}[reg]
+        if not callable(getattr(m, method, None)):
+            raise ValueError(f"reg={self.reg!r} needs a model with {method}() (a kancore.KAN), "
+                             f"got {type(m).__name__}")
+        return reg
+
+    def _has_grids(self) -> bool:
+        from .kan_linear import KAN
+
+        if isinstance(self.model, KAN):
+            return True
+        return isinstance(self.model, nn.Sequential) and any(hasattr(c, "update_grid") for c in self.model)
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        if self.optimizer_name == "lbfgs":
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            return torch.optim.LBFGS(params, lr=self.lr, max_iter=self.lbfgs_max_iter,
+                                     history_size=self.lbfgs_history, line_search_fn="strong_wolfe")
+        groups = parameter_groups(self.model, self.lr, self.spline_lr_mult)
+        cls = torch.optim.AdamW if self.optimizer_name == "adamw" else torch.optim.Adam
+        return cls(groups, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+
+    def _set_lr(self, step: int, total: int) -> None:
+        if self.optimizer_name == "lbfgs":
+            return
+        f = 1.0 if self.schedule == "constant" and step >= self.warmup_steps else \
+            lr_factor(step, total, self.warmup_steps, self.min_lr_ratio)
+        for g in self.optimizer.param_groups:
+            g["lr"] = g["initial_lr"] * f
+
+    def _sync_parameters(self) -> None:
+        """After a grid update: put replaced parameters (new objects, e.g. another K) into the
+        optimizer with fresh state; unchanged ones keep their moments. LBFGS restarts (its
+        curvature history describes the old parameters)."""
+        if self.optimizer_name == "lbfgs":
+            self.optimizer = self._build_optimizer()
+            return
+        current = dict(self.model.named_parameters())
+        for g in self.optimizer.param_groups:
+            new_params = []
+            for name, old in zip(g["param_names"], g["params"]):
+                new = current[name]
+                if new is not old:
+                    self.optimizer.state.pop(old, None)
+                new_params.append(new)
+            g["params"] = new_params
+
+    def _update_grids(self, x: torch.Tensor) -> None:
+        from .kan_linear import KAN
+
+        was_training = self.model.training
+        with torch.no_grad():
+            if isinstance(self.model, KAN):
+                self.model(x, update_grid=True)
+            else:
+                for child in self.model:
+                    if hasattr(child, "update_grid"):
+                        child.update_grid(x.reshape(-1, x.shape[-1]))
+                    x = child(x)
+        self.model.train(was_training)
+        self._sync_parameters()
+
+    def _data_loss(self, pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if callable(self.loss):
+            return self.loss(pred, y)
+        if self.loss == "cross_entropy":
+            return F.cross_entropy(pred, y)
+        if pred.shape != y.shape:
+            raise ValueError(f"mse: the model gives {tuple(pred.shape)} but the labels are {tuple(y.shape)}")
+        return F.mse_loss(pred, y)
+
+    def _objective(self, x, y):
+        """(total loss, data loss, penalty or None) on one batch."""
+        if self._penalty == "edge_scale":
+            penalty, pred = self.model.edge_scale_loss(x, **self.reg_kwargs, return_output=True)
+        else:
+            pred = self.model(x)
+            penalty = None
+            if self._penalty == "coef":
+                penalty = self.model.regularization_loss(**self.reg_kwargs)
+            elif self._penalty == "smoothness":
+                penalty = self.model.smoothness_loss()
+        data = self._data_loss(pred, y)
+        total = data if penalty is None else data + self.reg_weight * penalty
+        return total, data, penalty
+
+    @torch.no_grad()
+    def evaluate(self, X, y) -> float:
+        """The data loss (no penalty) on (X, y), in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return float(self._data_loss(self.model(X), y))
+        finally:
+            self.model.train(was_training)
+
+    def _prepare(self, X, y, what):
+        ref = next(self.model.parameters(), None)
+        dtype = ref.dtype if ref is not None else None
+        device = ref.device if ref is not None else None
+        X = _as_tensor(f"X{what}", X, dtype, device)
+        y = _as_tensor(f"y{what}", y, dtype if self.loss != "cross_entropy" else None, device)
+        if X.dim() < 2 or X.shape[0] == 0:
+            raise ValueError(f"expected X{what} of shape (n >= 1, features...), got {tuple(X.shape)}")
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X{what} has {X.shape[0]} rows but y{what} has {y.shape[0]}")
+        if self.loss == "mse" and y.dim() == 1:
+            y = y.unsqueeze(1)  # one regression target: (n,) -> (n, 1)
+        return X, y
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def fit(self, X, y=None, steps: int = 1000, X_val=None, y_val=None) -> Dict[str, list]:
+        """Train for ``steps`` optimizer steps (fewer if early stopping fires) and return the
+        history: lists ``step``, ``train_loss`` (mean data loss since the previous evaluation),
+        ``val_loss``, ``test_loss``, ``reg``, ``lr`` (per evaluation), ``grid_update_steps``.
+
+        ``X`` may also be a pykan-style dataset dict (``train_input``, ``train_label``, and
+        optionally ``test_input``/``test_label``, which are reported as ``test_loss`` but never used
+        for early stopping or model selection)."""
+        X_test = y_test = None
+        if isinstance(X, dict):
+            if y is not None:
+                raise ValueError("pass either a dataset dict or X and y, not both")
+            missing = {"train_input", "train_label"} - set(X)
+            if missing:
+                raise ValueError(f"the dataset dict lacks {sorted(missing)}")
+            X_test, y_test = X.get("test_input"), X.get("test_label")
+            X, y = X["train_input"], X["train_label"]
+        elif y is None:
+            raise ValueError("y is required (or pass a dataset dict as X)")
+        steps = _positive("steps", steps, integer=True)
+        X, y = self._prepare(X, y, "")
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val, or neither")
+        has_val = X_val is not None
+        if has_val:
+            X_val, y_val = self._prepare(X_val, y_val, "_val")
+        elif self.patience is not None:
+            raise ValueError("early stopping (patience) needs a validation set: pass X_val and y_val")
+        if X_test is not None and y_test is not None:
+            X_test, y_test = self._prepare(X_test, y_test, "_test")
+        until = steps if self.grid_update_until is None else int(self.grid_update_until)
+
+        from tqdm.auto import tqdm  # notebook-aware progress bar
+
+        gen = torch.Generator().manual_seed(self.seed)
+        n = X.shape[0]
+        bs = n if self.batch_size is None else min(self.batch_size, n)
+        order, cursor = torch.randperm(n, generator=gen), 0
+        self.model.train()
+        self.optimizer = self._build_optimizer()
+        self.best_step, self.stopped_early = None, False
+        best, best_state, bad_evals = math.inf, None, 0
+        hist = {k: [] for k in ("step", "train_loss", "val_loss", "test_loss", "reg", "lr", "grid_update_steps")}
+        run_loss, run_reg, run_n = 0.0, 0.0, 0
+
+        bar = tqdm(total=steps, disable=not self.progress, desc="fit", leave=True)
+        try:
+            for step in range(steps):
+                if self.grid_update_every and step % self.grid_update_every == 0 and step < until:
+                    pick = torch.randperm(n, generator=gen)[:self.grid_update_samples].to(X.device)
+                    self._update_grids(X[pick])
+                    hist["grid_update_steps"].append(step)
+                if bs == n:
+                    xb, yb = X, y
+                else:
+                    if cursor + bs > n:
+                        order, cursor = torch.randperm(n, generator=gen), 0
+                    idx = order[cursor:cursor + bs].to(X.device)
+                    cursor += bs
+                    xb, yb = X[idx], y[idx]
+                self._set_lr(step, steps)
+                parts = {}
+
+                def closure():
+                    self.optimizer.zero_grad(set_to_none=True)
+                    total, data, penalty = self._objective(xb, yb)
+                    total.backward()
+                    parts["data"], parts["reg"] = data.detach(), penalty
+                    return total
+
+                if self.optimizer_name == "lbfgs":
+                    self.optimizer.step(closure)
+                else:
+                    closure()
+                    if self.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+                    self.optimizer.step()
+                run_loss += float(parts["data"])
+                run_reg += 0.0 if parts["reg"] is None else float(parts["reg"].detach())
+                run_n += 1
+                bar.update(1)
+
+                if (step + 1) % self.eval_every == 0 or step == steps - 1:
+                    hist["step"].append(step + 1)
+                    hist["train_loss"].append(run_loss / run_n)
+                    hist["reg"].append(run_reg / run_n)
+                    hist["lr"].append(self.optimizer.param_groups[0]["lr"])
+                    run_loss, run_reg, run_n = 0.0, 0.0, 0
+                    post = {"loss": f"{hist['train_loss'][-1]:.3g}"}
+                    if X_test is not None:
+                        hist["test_loss"].append(self.evaluate(X_test, y_test))
+                    if has_val:
+                        val = self.evaluate(X_val, y_val)
+                        hist["val_loss"].append(val)
+                        post["val"] = f"{val:.3g}"
+                        if val < best:
+                            best, bad_evals, self.best_step = val, 0, step + 1
+                            best_state = copy.deepcopy(self.model.state_dict())
+                        else:
+                            bad_evals += 1
+                    bar.set_postfix(post, refresh=False)
+                    if self.patience is not None and bad_evals >= self.patience:
+                        self.stopped_early = True
+                        break
+        finally:
+            bar.close()
+        if has_val and self.restore_best and best_state is not None:
+            self.model.load_state_dict(best_state)
+        return hist
+
+
+def fit(model: nn.Module, X, y=None, *, steps: int = 1000, X_val=None, y_val=None, **options) -> Dict[str, list]:
+    """Train ``model`` with a ``Trainer(model, **options)`` and return the history; see ``Trainer``."""
+    return Trainer(model, **options).fit(X, y, steps=steps, X_val=X_val, y_val=y_val)
+
+
+def create_dataset(f: Callable, n_var: int = 2, ranges: Union[Sequence[float], Sequence[Sequence[float]]] = (-2, 2),
+                   train_num: int = 1000, test_num: int = 1000, seed: int = 0, device="cpu",
+                   dtype: torch.dtype = torch.float32) -> Dict[str, torch.Tensor]:
+    """Sample inputs uniformly on ``ranges`` (one (lo, hi) for every variable, or one per variable)
+    and label them with ``f`` (a function of an (n, n_var) tensor returning (n,) or (n, k)).
+    Returns pykan's dict: ``train_input`` (train_num, n_var), ``train_label`` (train_num, k),
+    ``test_input``, ``test_label``. The same seed gives the same data."""
+    n_var = _positive("n_var", n_var, integer=True)
+    train_num = _positive("train_num", train_num, integer=True)
+    test_num = _positive("test_num", test_num, integer=True)
+    r = torch.as_tensor(ranges, dtype=torch.float64)
+    if r.shape == (2,):
+        r = r.expand(n_var, 2)
+    if r.shape != (n_var, 2) or not torch.isfinite(r).all() or not (r[:, 0] < r[:, 1]).all():
+        raise ValueError(f"ranges must be (lo, hi) or {n_var} pairs of finite lo < hi, got {ranges!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def sample(num):
+        u = torch.rand(num, n_var, generator=gen, dtype=torch.float64)
+        x = (r[:, 0] + u * (r[:, 1] - r[:, 0])).to(dtype)
+        y = torch.as_tensor(f(x))
+        if y.dim() == 1:
+            y = y.unsqueeze(1)
+        if y.dim() != 2 or y.shape[0] != num:
+            raise ValueError(f"f must return shape ({num},) or ({num}, k) for {num} inputs, got {tuple(y.shape)}")
+        return x.to(device), y.to(device=device, dtype=dtype)
+
+    train_input, train_label = sample(train_num)
+    test_input, test_label = sample(test_num)
+    return {"train_input": train_input, "train_label": train_label,
+            "test_input": test_input, "test_label": test_label}

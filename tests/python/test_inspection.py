@@ -1,0 +1,138 @@
+"""Inspection: figures for every layer kind and the whole network (headless, bare Figures, PNGs),
+parameter counts against a count by hand, the memory estimate, and the same-size MLP."""
+import pytest
+
+torch = pytest.importorskip("torch")
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import kancore  # noqa: E402
+from kancore import KAN, KANLayer, KANLinear  # noqa: E402
+from kancore.inspection import edge_functions, memory_estimate, mlp_with_same_parameters  # noqa: E402
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_kanlinear_mappings_plot_the_edge_function(tmp_path):
+    torch.manual_seed(0)
+    layer = KANLinear(2, 3, grid_size=4, spline_order=2, grid_range=(-2, 2))
+    before = plt.get_fignums()
+    fig = layer.visualize_all_mappings(save_path=str(tmp_path / "b.png"))
+    assert plt.get_fignums() == before  # not registered with pyplot: shown once in notebooks
+    assert (tmp_path / "b.png").read_bytes()[:8] == PNG
+    axes = fig.get_axes()
+    assert len(axes) == 6 and axes[1].get_title() == "In 0 → Out 1" and axes[0].get_xlabel() == "Input"
+    line = axes[5].get_lines()[0]  # In 1 -> Out 2
+    xs, ys = line.get_xdata(), line.get_ydata()
+    assert xs[0] == pytest.approx(-2.0) and xs[-1] == pytest.approx(2.0)  # the grid's inner range
+    # The curve is the layer's own edge: vary input 1 with input 0 at zero; the output moves by
+    # phi_{1,2}(x) - phi_{1,2}(0).
+    x = torch.zeros(len(xs), 2)
+    x[:, 1] = torch.from_numpy(xs).float()
+    with torch.no_grad():
+        y = layer(x)[:, 2] - layer(torch.zeros(1, 2))[:, 2]
+    np.testing.assert_allclose(y.numpy(), ys - _edge_at_zero(layer, 1, 2), atol=1e-5)
+    fig = layer.visualize_all_mappings(x_axis="control_points")
+    np.testing.assert_allclose(fig.get_axes()[0].get_lines()[0].get_ydata(),
+                               layer.scaled_spline_weight[0, 0].detach().numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="x_axis"):
+        layer.visualize_all_mappings(x_axis="knots")
+
+
+def _edge_at_zero(layer, i, o):
+    xs, ys = edge_functions(layer, n=3, x=torch.tensor([[0.0, 0.0], [0.0, 0.0]]))
+    return ys[i, o, 0]
+
+
+def test_c0_edge_functions_follow_a_fitted_domain():
+    torch.manual_seed(0)
+    layer = KANLayer(2, 2, num_control_points=5)
+    x = torch.randn(200, 2) * 3 + 1
+    layer.update_grid(x)
+    xs, ys = edge_functions(layer, n=17, x=x)
+    probe = torch.zeros(17, 2)
+    probe[:, 0] = torch.from_numpy(xs[0]).float()
+    with torch.no_grad():
+        y = layer(probe)[:, 1] - layer(torch.zeros(1, 2))[:, 1]
+    zero = edge_functions(layer, n=1, x=torch.zeros(1, 2))[1][0, 1, 0]
+    np.testing.assert_allclose(y.numpy(), ys[0, 1] - zero, atol=1e-5)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(kind="c0", num_control_points=6, layernorm=True)])
+def test_plot_network_renders_with_and_without_data(tmp_path, kw):
+    torch.manual_seed(0)
+    model = KAN([2, 3, 1], **kw)
+    x = torch.randn(100, 2)
+    before = plt.get_fignums()
+    fig = kancore.plot_network(model, save_path=str(tmp_path / "net.png"))
+    assert (tmp_path / "net.png").read_bytes()[:8] == PNG
+    fig2 = model.plot_network(x)
+    assert plt.get_fignums() == before
+    ax = fig2.get_axes()[0]
+    # Per edge: two wires and one curve; 2*3 + 3*1 = 9 edges, plus the node markers.
+    assert len(ax.get_lines()) == 9 * 3
+    # Importance from data: the wire opacity follows the edge scales (strongest edge opaque).
+    alphas = [line.get_alpha() for line in ax.get_lines()]
+    assert max(alphas) == pytest.approx(1.0) and min(alphas) >= 0.08
+    fig2.savefig(tmp_path / "net2.png")
+    assert (tmp_path / "net2.png").read_bytes()[:8] == PNG
+    with pytest.raises(TypeError, match="plot_network"):
+        kancore.plot_network(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="max_edges"):
+        kancore.plot_network(model, max_edges=3)
+
+
+def test_kan_visualize_all_mappings_picks_a_layer(tmp_path):
+    model = KAN([2, 3, 1], kind="c0", num_control_points=4)
+    fig = model.visualize_all_mappings(save_path=str(tmp_path / "l1.png"), layer=1)
+    assert len(fig.get_axes()) == 3 and (tmp_path / "l1.png").read_bytes()[:8] == PNG
+    with pytest.raises(ValueError, match="layer"):
+        model.visualize_all_mappings(layer=2)
+
+
+def test_count_parameters_matches_a_count_by_hand():
+    b = KAN([3, 4, 2], grid_size=5, spline_order=3, layernorm=True)
+    # per B-spline edge: base weight, scaler, G+k coefficients; LayerNorm: weight and bias.
+    assert kancore.count_parameters(b) == (3 * 4 + 4 * 2) * (1 + 1 + 8) + 2 * 4
+    c = KAN([3, 4, 2], kind="c0", num_control_points=7)
+    assert kancore.count_parameters(c) == (3 * 4 + 4 * 2) * 7
+    d = KAN([3, 4, 2], kind="c0", num_control_points=7, variant="parallel_scan")
+    assert kancore.count_parameters(d) == 2 * (3 * 4 + 4 * 2) * 7
+    c.layers[0].kan_weight.requires_grad_(False)
+    assert kancore.count_parameters(c, trainable_only=True) == 4 * 2 * 7
+
+
+def test_memory_estimate_adds_up():
+    model = KAN([3, 4, 2], kind="c0", num_control_points=7)
+    est = memory_estimate(model, batch_size=10)
+    n = kancore.count_parameters(model)
+    assert est["parameters"] == 4 * n and est["gradients"] == 4 * n and est["optimizer_state"] == 8 * n
+    assert est["activations"] == 10 * ((3 + 4) + (4 + 2)) * 4
+    assert est["total"] == sum(v for k, v in est.items() if k != "total")
+    assert kancore.memory_estimate(model, 10, optimizer="sgd")["optimizer_state"] == 0
+    with pytest.raises(ValueError, match="batch_size"):
+        memory_estimate(model, batch_size=0)
+
+
+@pytest.mark.parametrize("widths,target", [((10, 1), 165), ((2, 5, 1), 1000), ((4, 8, 8, 3), 500), ((2, 1), 3)])
+def test_mlp_with_same_parameters_is_closest(widths, target):
+    mlp = mlp_with_same_parameters(widths, target)
+    got = kancore.count_parameters(mlp)
+    hidden = max(1, len(widths) - 2)
+    assert sum(isinstance(m, torch.nn.Linear) for m in mlp) == hidden + 1
+    h = mlp[0].out_features
+    assert mlp[0].in_features == widths[0] and mlp[-1].out_features == widths[-1]
+    # No other width is closer to the target.
+    for other in range(1, h + 20):
+        alt = kancore.count_parameters(mlp_with_same_parameters(widths, target, hidden_layers=hidden)) \
+            if other == h else _count(widths[0], widths[-1], other, hidden)
+        assert abs(got - target) <= abs(alt - target)
+    with pytest.raises(ValueError):
+        mlp_with_same_parameters((3,), 10)
+
+
+def _count(n_in, n_out, h, layers):
+    sizes = [n_in] + [h] * layers + [n_out]
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
