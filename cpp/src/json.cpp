@@ -59,12 +59,13 @@ class Parser {
         ws();
         if (peek() != '"' || at_end()) err("expected a string key");
         std::string key = string();
-        for (const auto& m : v.members)
-          if (m.first == key) err("duplicate key \"" + key + "\"");
+        for (const auto& k : v.keys)
+          if (k == key) err("duplicate key \"" + key + "\"");
         ws();
         expect(':');
         ws();
-        v.members.emplace_back(std::move(key), value(depth + 1));
+        v.keys.push_back(std::move(key));
+        v.items.push_back(value(depth + 1));
         ws();
         if (peek() == ',' && !at_end()) { ++p_; continue; }
         expect('}');
@@ -208,8 +209,9 @@ class Parser {
 }  // namespace
 
 const Value* Value::find(std::string_view key) const {
-  for (const auto& m : members)
-    if (m.first == key) return &m.second;
+  if (type != Type::object) return nullptr;
+  for (std::size_t i = 0; i < keys.size(); ++i)
+    if (keys[i] == key) return &items[i];
   return nullptr;
 }
 

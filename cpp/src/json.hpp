@@ -5,7 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,8 +18,8 @@ struct Value {
   Type type = Type::null;
   bool boolean = false;
   std::string text;  // string contents, or a number's literal text
-  std::vector<Value> items;                           // array
-  std::vector<std::pair<std::string, Value>> members; // object, in file order
+  std::vector<Value> items;       // array elements, or object member values
+  std::vector<std::string> keys;  // object member names (keys[i] names items[i]), in file order
 
   const Value* find(std::string_view key) const;  // object member or null
   bool is(Type t) const { return type == t; }

@@ -288,7 +288,9 @@ Network deserialize(const void* data, std::size_t size) {
 
   std::vector<Entry> entries;
   const json::Value* meta = nullptr;
-  for (const auto& [name, v] : h.members) {
+  for (std::size_t m = 0; m < h.keys.size(); ++m) {
+    const std::string& name = h.keys[m];
+    const json::Value& v = h.items[m];
     if (name == "__metadata__") {
       meta = &v;
       continue;
@@ -296,8 +298,10 @@ Network deserialize(const void* data, std::size_t size) {
     entries.push_back(read_entry(name, v, data_len));
   }
   if (!meta || !meta->is(json::Value::Type::object)) bad("missing the __metadata__ object");
-  for (const auto& [k, v] : meta->members) {
-    if (!v.is(json::Value::Type::string)) bad("__metadata__ value \"" + k + "\" must be a string");
+  for (std::size_t m = 0; m < meta->keys.size(); ++m) {
+    if (!meta->items[m].is(json::Value::Type::string)) {
+      bad("__metadata__ value \"" + meta->keys[m] + "\" must be a string");
+    }
   }
   const json::Value* fmt = meta->find("format");
   if (!fmt || fmt->text != "kancore.network") bad("expected __metadata__ format \"kancore.network\"");
