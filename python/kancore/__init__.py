@@ -1,12 +1,14 @@
 """kancore: a native (C++/CUDA) engine for Kolmogorov-Arnold Networks.
 
 ``from kancore import KANLayer`` is a drop-in for kanditioned's ``KANLayer`` (needs PyTorch).
-Without PyTorch, ``kancore.functional`` runs the same kernels on NumPy arrays.
+Without PyTorch, ``kancore.functional`` runs the same kernels on NumPy arrays and
+``kancore.NumpyKAN`` trains whole networks natively.
 """
 from ._core import __version__, built_with_cuda
 from . import functional
+from .numpy_network import NumpyKAN
 
-__all__ = ["KANLayer", "KANLinear", "KAN", "functional", "built_with_cuda", "__version__"]
+__all__ = ["KANLayer", "KANLinear", "KAN", "NumpyKAN", "functional", "built_with_cuda", "__version__"]
 
 _TORCH_CLASSES = {"KANLayer": "kan_layer", "KANLinear": "kan_linear", "KAN": "kan_linear"}
 

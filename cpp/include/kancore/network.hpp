@@ -111,7 +111,7 @@ class Network {
   std::int64_t num_parameters() const;  // trainable elements
 
   // Every tensor in file order (each layer's tensors, then the norms). Views stay valid until
-  // the network is moved from, assigned to, or a grid update changes a layer's fitted_domain.
+  // the network is moved from or assigned to, or its grids are updated (update_grids, fit).
   std::vector<TensorView> tensors();
   TensorView tensor(std::string_view name);  // throws std::out_of_range for an unknown name
 
