@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 JOBS   ?= $(shell nproc)
 CMAKE_TEST_DIR := build/cpp-tests
 
-.PHONY: demo test test-cpp test-python install venv system-deps bench clean
+.PHONY: demo test test-cpp test-python install venv system-deps bench clean example-cpp fuzz
 
 demo: install
 	$(PY) examples/train_regression.py
@@ -42,6 +42,26 @@ test-cpp: system-deps
 
 test-python: install
 	$(PY) -m pytest tests/python
+
+# The standalone C++ example (examples/cpp) built against the pip-installed package's CMake config.
+example-cpp: install
+	rm -rf build/example-cpp
+	cmake -S examples/cpp -B build/example-cpp -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -Dkancore_DIR="$$($(PY) -m kancore --cmake-dir)"
+	cmake --build build/example-cpp -j $(JOBS)
+	build/example-cpp/train_sin_cos build/example-cpp/sin_cos.safetensors
+
+# libFuzzer run of the model loader (Clang): seed corpus from valid files, FUZZ_SECONDS of fuzzing.
+FUZZ_SECONDS ?= 240
+fuzz:
+	CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DKANCORE_BUILD_FUZZERS=ON -DKANCORE_BUILD_TESTS=OFF \
+	  -DKANCORE_CUDA=OFF -DKANCORE_NATIVE_ARCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build/fuzz -j $(JOBS)
+	mkdir -p build/fuzz/corpus build/fuzz/artifacts
+	build/fuzz/tests/fuzz/fuzz_make_corpus build/fuzz/corpus
+	cp tests/fuzz/regressions/* build/fuzz/corpus/ 2>/dev/null || true
+	build/fuzz/tests/fuzz/fuzz_model_load build/fuzz/corpus -dict=tests/fuzz/model.dict \
+	  -max_total_time=$(FUZZ_SECONDS) -jobs=1 -max_len=4096 -artifact_prefix=build/fuzz/artifacts/ -print_final_stats=1
 
 bench: install
 	$(PY) benchmarks/bench_c0_cpu.py

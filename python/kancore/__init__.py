@@ -1,14 +1,16 @@
 """kancore: a native (C++/CUDA) engine for Kolmogorov-Arnold Networks.
 
 ``from kancore import KANLayer`` is a drop-in for kanditioned's ``KANLayer`` (needs PyTorch).
-Without PyTorch, ``kancore.functional`` runs the same kernels on NumPy arrays.
+Without PyTorch, ``kancore.functional`` runs the same kernels on NumPy arrays and
+``kancore.NumpyKAN`` trains whole networks natively.
 """
 from ._core import __version__, built_with_cuda
 from . import functional
+from .numpy_network import NumpyKAN
 
-__all__ = ["KANLayer", "KANLinear", "KAN", "save", "load", "fit", "Trainer", "create_dataset",
-           "count_parameters", "memory_estimate", "mlp_with_same_parameters", "plot_network",
-           "functional", "built_with_cuda", "__version__"]
+__all__ = ["KANLayer", "KANLinear", "KAN", "NumpyKAN", "save", "load", "fit", "Trainer",
+           "create_dataset", "count_parameters", "memory_estimate", "mlp_with_same_parameters",
+           "plot_network", "functional", "built_with_cuda", "__version__"]
 
 # Names that need torch, and the module defining each (imported on first use).
 _TORCH_CLASSES = {"KANLayer": "kan_layer", "KANLinear": "kan_linear", "KAN": "kan_linear",

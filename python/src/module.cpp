@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
   kancore::python::register_c0_grid(m);
   kancore::python::register_bspline(m);
   kancore::python::register_regularizers(m);
+  kancore::python::register_network(m);
 }

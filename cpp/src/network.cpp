@@ -1,0 +1,568 @@
+// kancore::Network (see kancore/network.hpp): a typed engine Impl<T> behind a runtime dtype,
+// so every tensor, kernel call and gradient is in the network's own dtype.
+#include "kancore/network.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "dispatch_common.hpp"
+#include "kancore/bspline_layer.hpp"
+#include "kancore/c0_grid.hpp"
+#include "kancore/c0_layer.hpp"
+#include "kancore/regularizers.hpp"
+#include "rng.hpp"
+
+namespace kancore {
+
+using dispatch::fail;
+
+LayerConfig LayerConfig::c0(std::int64_t in, std::int64_t out, std::int64_t K, double W) {
+  LayerConfig l;
+  l.kind = LayerKind::c0;
+  l.in_features = in;
+  l.out_features = out;
+  l.num_control_points = K;
+  l.spline_width = W;
+  return l;
+}
+
+LayerConfig LayerConfig::bspline(std::int64_t in, std::int64_t out, std::int64_t G, std::int64_t k) {
+  LayerConfig l;
+  l.kind = LayerKind::bspline;
+  l.in_features = in;
+  l.out_features = out;
+  l.grid_size = G;
+  l.spline_order = k;
+  return l;
+}
+
+NetworkConfig make_config(const std::vector<std::int64_t>& widths, LayerKind kind, DType dtype,
+                          bool layernorm) {
+  if (widths.size() < 2) fail("expected at least two widths (in, out), got " + std::to_string(widths.size()));
+  NetworkConfig c;
+  c.dtype = dtype;
+  c.layernorm = layernorm;
+  for (std::size_t j = 0; j + 1 < widths.size(); ++j) {
+    c.layers.push_back(kind == LayerKind::c0 ? LayerConfig::c0(widths[j], widths[j + 1])
+                                             : LayerConfig::bspline(widths[j], widths[j + 1]));
+  }
+  return c;
+}
+
+void validate(const NetworkConfig& c) {
+  if (c.dtype != DType::float32 && c.dtype != DType::float64) fail("expected dtype float32 or float64");
+  if (c.layers.empty()) fail("expected at least one layer, got 0");
+  if (c.layers.size() > 4096) fail("expected at most 4096 layers, got " + std::to_string(c.layers.size()));
+  if (c.layernorm && !(std::isfinite(c.layernorm_eps) && c.layernorm_eps > 0)) {
+    fail("expected a finite layernorm_eps > 0, got " + std::to_string(c.layernorm_eps));
+  }
+  for (std::size_t j = 0; j < c.layers.size(); ++j) {
+    const LayerConfig& l = c.layers[j];
+    const std::string at = "layer " + std::to_string(j) + ": ";
+    try {
+      if (l.kind == LayerKind::c0) {
+        c0::validate(c0::Shape{0, l.in_features, l.out_features, l.num_control_points, l.spline_width});
+      } else if (l.kind == LayerKind::bspline) {
+        bspline::validate(bspline::Shape{0, l.in_features, l.out_features, l.grid_size, l.spline_order});
+        if (!(std::isfinite(l.grid_min) && std::isfinite(l.grid_max) && l.grid_min < l.grid_max)) {
+          fail("expected finite grid_min < grid_max");
+        }
+      } else {
+        fail("expected layer kind c0 or bspline");
+      }
+    } catch (const std::invalid_argument& e) {
+      fail(at + e.what());
+    }
+    if (j > 0 && c.layers[j - 1].out_features != l.in_features) {
+      fail(at + "expected in_features " + std::to_string(c.layers[j - 1].out_features) +
+           " (the previous layer's out_features), got " + std::to_string(l.in_features));
+    }
+  }
+}
+
+std::int64_t TensorView::numel() const {
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+struct Network::Impl {
+  NetworkConfig cfg;
+  virtual ~Impl() = default;
+  virtual std::unique_ptr<Impl> clone() const = 0;
+  virtual std::vector<TensorView> tensors() = 0;
+  virtual void forward(std::int64_t batch, const void* x, void* y, bool keep) = 0;
+  virtual void forward_const(std::int64_t batch, const void* x, void* y) const = 0;
+  virtual void backward(const void* grad_y, void* grad_x) = 0;
+  virtual void zero_grad() = 0;
+  virtual double regularization(double weight, bool add_to_grad) = 0;
+  virtual void update_grids(std::int64_t batch, const void* x, const GridUpdateSettings& s) = 0;
+};
+
+namespace {
+
+template <class T>
+struct Tensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  ParamGroup group = ParamGroup::other;
+  std::vector<T> value;
+  std::vector<T> grad;  // empty for buffers
+};
+
+// Indices into Impl::t. C0: a = kan_weight, b = input_scale, c = input_offset.
+// B-spline: a = grid, b = base_weight, c = spline_weight, d = spline_scaler.
+struct LayerSlots {
+  std::size_t a = 0, b = 0, c = 0, d = 0;
+};
+
+// Activations kept by forward_train for backward.
+template <class T>
+struct Cache {
+  std::int64_t batch = -1;
+  std::vector<std::vector<T>> input;  // what each layer's kernel saw (after the C0 affine)
+  std::vector<std::vector<T>> xhat;   // normalised pre-LayerNorm outputs
+  std::vector<std::vector<T>> rstd;   // 1 / sqrt(var + eps) per row
+};
+
+template <class T>
+std::vector<T> workspace_for(std::size_t bytes) {
+  return std::vector<T>(bytes / sizeof(T) + 1);
+}
+
+template <class T>
+class Engine final : public Network::Impl {
+ public:
+  std::vector<Tensor<T>> t;
+  std::vector<LayerSlots> slots;
+  std::vector<std::pair<std::size_t, std::size_t>> norms;  // (weight, bias) after layer j
+  Cache<T> cache;
+
+  Engine(const NetworkConfig& config, std::uint64_t seed) {
+    cfg = config;
+    Rng rng(seed);
+    const std::size_t n = cfg.layers.size();
+    for (std::size_t j = 0; j < n; ++j) {
+      const LayerConfig& l = cfg.layers[j];
+      const std::string p = "layers." + std::to_string(j) + ".";
+      const std::int64_t I = l.in_features, O = l.out_features;
+      LayerSlots s;
+      if (l.kind == LayerKind::c0) {
+        const std::int64_t K = l.num_control_points;
+        s.a = add(p + "kan_weight", {I, K, O}, ParamGroup::spline);
+        s.b = add(p + "input_scale", {I}, ParamGroup::buffer);
+        s.c = add(p + "input_offset", {I}, ParamGroup::buffer);
+        std::fill(t[s.b].value.begin(), t[s.b].value.end(), T(1));
+        // kanditioned random_normal: straight lines with unit-norm columns over inputs.
+        std::vector<double> sc(static_cast<std::size_t>(I * O));
+        for (auto& v : sc) v = rng.normal();
+        for (std::int64_t o = 0; o < O; ++o) {
+          double norm = 0;
+          for (std::int64_t i = 0; i < I; ++i) norm += sc[i * O + o] * sc[i * O + o];
+          norm = std::sqrt(norm);
+          for (std::int64_t i = 0; i < I; ++i) sc[i * O + o] = norm > 0 ? sc[i * O + o] / norm : 0.0;
+        }
+        T* C = t[s.a].value.data();
+        for (std::int64_t i = 0; i < I; ++i)
+          for (std::int64_t k = 0; k < K; ++k)
+            for (std::int64_t o = 0; o < O; ++o)
+              C[(i * K + k) * O + o] = static_cast<T>((static_cast<double>(k) - (K - 1) / 2.0) * sc[i * O + o]);
+      } else {
+        const std::int64_t G = l.grid_size, k = l.spline_order, nk = G + 2 * k + 1;
+        s.a = add(p + "grid", {I, nk}, ParamGroup::buffer);
+        s.b = add(p + "base_weight", {O, I}, ParamGroup::other);
+        s.c = add(p + "spline_weight", {O, I, G + k}, ParamGroup::spline);
+        s.d = add(p + "spline_scaler", {O, I}, ParamGroup::other);
+        const double h = (l.grid_max - l.grid_min) / static_cast<double>(G);
+        for (std::int64_t i = 0; i < I; ++i)
+          for (std::int64_t m = 0; m < nk; ++m)
+            t[s.a].value[i * nk + m] = static_cast<T>(l.grid_min + static_cast<double>(m - k) * h);
+        const double bound = 1.0 / std::sqrt(static_cast<double>(I));
+        for (auto& v : t[s.b].value) v = static_cast<T>(bound * (2 * rng.uniform() - 1));
+        for (auto& v : t[s.c].value) v = static_cast<T>((rng.uniform() - 0.5) * l.scale_noise / G);
+        std::fill(t[s.d].value.begin(), t[s.d].value.end(), T(1));
+      }
+      slots.push_back(s);
+    }
+    if (cfg.layernorm) {
+      for (std::size_t j = 0; j + 1 < n; ++j) {
+        const std::int64_t O = cfg.layers[j].out_features;
+        const std::string p = "norms." + std::to_string(j) + ".";
+        const std::size_t w = add(p + "weight", {O}, ParamGroup::other);
+        const std::size_t b = add(p + "bias", {O}, ParamGroup::other);
+        std::fill(t[w].value.begin(), t[w].value.end(), T(1));
+        norms.emplace_back(w, b);
+      }
+    }
+  }
+
+  std::unique_ptr<Network::Impl> clone() const override { return std::make_unique<Engine>(*this); }
+
+  std::vector<TensorView> tensors() override {
+    std::vector<TensorView> out;
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      const LayerSlots& s = slots[j];
+      if (cfg.layers[j].kind == LayerKind::c0) {
+        out.push_back(view(s.a));
+        if (cfg.layers[j].fitted_domain) {
+          out.push_back(view(s.b));
+          out.push_back(view(s.c));
+        }
+      } else {
+        for (std::size_t k : {s.a, s.b, s.c, s.d}) out.push_back(view(k));
+      }
+    }
+    for (auto [w, b] : norms) {
+      out.push_back(view(w));
+      out.push_back(view(b));
+    }
+    return out;
+  }
+
+  void forward(std::int64_t batch, const void* x, void* y, bool keep) override {
+    run(batch, static_cast<const T*>(x), static_cast<T*>(y), keep ? &cache : nullptr);
+  }
+  void forward_const(std::int64_t batch, const void* x, void* y) const override {
+    run(batch, static_cast<const T*>(x), static_cast<T*>(y), nullptr);
+  }
+
+  void backward(const void* grad_y_v, void* grad_x_v) override {
+    const std::int64_t B = cache.batch;
+    if (B < 0) throw std::logic_error("kancore: Network::backward needs a forward_train first");
+    const std::size_t n = cfg.layers.size();
+    const T* gy = static_cast<const T*>(grad_y_v);
+    std::vector<T> g(gy, gy + B * cfg.layers.back().out_features);
+    std::vector<T> gx;
+    for (std::size_t jj = n; jj-- > 0;) {
+      const LayerConfig& l = cfg.layers[jj];
+      const std::int64_t I = l.in_features, O = l.out_features;
+      if (jj + 1 < n && cfg.layernorm) norm_backward(jj, B, O, g);
+      const bool want_x = jj > 0 || grad_x_v != nullptr;
+      T* gxp = nullptr;
+      if (want_x) {
+        gx.assign(static_cast<std::size_t>(B * I), T(0));
+        gxp = (jj == 0) ? static_cast<T*>(grad_x_v) : gx.data();
+      }
+      const LayerSlots& s = slots[jj];
+      const T* in = cache.input[jj].data();
+      if (l.kind == LayerKind::c0) {
+        const c0::Shape sh{B, I, O, l.num_control_points, l.spline_width};
+        c0::backward<T>(sh, c0::Impl::gather, in, t[s.a].value.data(), g.data(), gxp, t[s.a].grad.data());
+        if (gxp && l.fitted_domain) {
+          const T* sc = t[s.b].value.data();
+          for (std::int64_t b = 0; b < B; ++b)
+            for (std::int64_t i = 0; i < I; ++i) gxp[b * I + i] *= sc[i];
+        }
+      } else {
+        const bspline::Shape sh{B, I, O, l.grid_size, l.spline_order};
+        auto ws = workspace_for<T>(bspline::backward_workspace_bytes(sh, dtype_of<T>::value));
+        const bspline::Params p{t[s.a].value.data(), t[s.b].value.data(), t[s.c].value.data(),
+                                t[s.d].value.data()};
+        const bspline::Grads gr{gxp, t[s.b].grad.data(), t[s.c].grad.data(), t[s.d].grad.data()};
+        bspline::backward(sh, dtype_of<T>::value, in, p, g.data(), gr, ws.data(), ws.size() * sizeof(T));
+      }
+      if (jj > 0) g.swap(gx);
+    }
+  }
+
+  void zero_grad() override {
+    for (auto& x : t) std::fill(x.grad.begin(), x.grad.end(), T(0));
+  }
+
+  double regularization(double weight, bool add_to_grad) override {
+    double total = 0;
+    const DType dt = dtype_of<T>::value;
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      const LayerConfig& l = cfg.layers[j];
+      const LayerSlots& s = slots[j];
+      const std::size_t w = (l.kind == LayerKind::c0) ? s.a : s.c;
+      std::vector<T> tmp(add_to_grad ? t[w].value.size() : 0);
+      void* gp = add_to_grad ? tmp.data() : nullptr;
+      if (l.kind == LayerKind::c0) {
+        total += reg::smoothness(dt, t[w].value.data(), l.in_features, l.num_control_points,
+                                 l.out_features, gp);
+      } else {
+        total += reg::coefficient_l1_entropy(dt, t[w].value.data(), l.out_features * l.in_features,
+                                             l.grid_size + l.spline_order, 1.0, 1.0, gp);
+      }
+      if (add_to_grad) {
+        for (std::size_t e = 0; e < tmp.size(); ++e) t[w].grad[e] += static_cast<T>(weight * tmp[e]);
+      }
+    }
+    return weight * total;
+  }
+
+  void update_grids(std::int64_t B, const void* xv, const GridUpdateSettings& st) override {
+    if (B < 1) fail("expected at least one sample for a grid update, got 0");
+    const DType dt = dtype_of<T>::value;
+    std::vector<T> h(static_cast<const T*>(xv), static_cast<const T*>(xv) + B * cfg.layers[0].in_features);
+    std::vector<T> y;
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      LayerConfig& l = cfg.layers[j];
+      const LayerSlots& s = slots[j];
+      if (l.kind == LayerKind::c0) {
+        const c0::Shape sh{B, l.in_features, l.out_features, l.num_control_points, l.spline_width};
+        std::vector<T> table(t[s.a].value.size()), scale(t[s.b].value.size()), offset(t[s.c].value.size());
+        c0::DomainFitOptions o;
+        o.quantile = st.quantile;
+        o.margin = st.c0_margin;
+        c0::fit_domain(sh, dt, h.data(), t[s.a].value.data(), l.fitted_domain ? t[s.b].value.data() : nullptr,
+                       l.fitted_domain ? t[s.c].value.data() : nullptr, l.num_control_points,
+                       table.data(), scale.data(), offset.data(), o);
+        t[s.a].value.swap(table);
+        t[s.b].value.swap(scale);
+        t[s.c].value.swap(offset);
+        l.fitted_domain = true;
+      } else {
+        const bspline::Shape sh{B, l.in_features, l.out_features, l.grid_size, l.spline_order};
+        std::vector<T> knots(t[s.a].value.size()), spline(t[s.c].value.size());
+        bspline::GridUpdateOptions o;
+        o.margin = st.margin;
+        o.grid_eps = st.grid_eps;
+        bspline::update_grid(sh, dt, h.data(), t[s.a].value.data(), t[s.c].value.data(), knots.data(),
+                             spline.data(), o);
+        t[s.a].value.swap(knots);
+        t[s.c].value.swap(spline);
+      }
+      if (j + 1 < slots.size()) {
+        y.assign(static_cast<std::size_t>(B * l.out_features), T(0));
+        std::vector<T> tmp;
+        layer_forward(j, B, h.data(), y.data(), tmp);
+        if (cfg.layernorm) norm_forward(j, B, y.data(), nullptr);
+        h.swap(y);
+      }
+    }
+    cache.batch = -1;  // parameters changed: the kept activations are stale
+  }
+
+ private:
+  std::size_t add(std::string name, std::vector<std::int64_t> shape, ParamGroup group) {
+    Tensor<T> x;
+    x.name = std::move(name);
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    x.shape = std::move(shape);
+    x.group = group;
+    x.value.assign(static_cast<std::size_t>(n), T(0));
+    if (group != ParamGroup::buffer) x.grad.assign(static_cast<std::size_t>(n), T(0));
+    t.push_back(std::move(x));
+    return t.size() - 1;
+  }
+
+  TensorView view(std::size_t k) {
+    Tensor<T>& x = t[k];
+    return TensorView{x.name, x.shape, dtype_of<T>::value, x.group, x.value.data(),
+                      x.grad.empty() ? nullptr : x.grad.data()};
+  }
+
+  // y = layer j (h). `in` receives what the kernel saw (h, or its affine image for a fitted C0).
+  void layer_forward(std::size_t j, std::int64_t B, const T* h, T* y, std::vector<T>& in) const {
+    const LayerConfig& l = cfg.layers[j];
+    const LayerSlots& s = slots[j];
+    const std::int64_t I = l.in_features;
+    const T* kin = h;
+    if (l.kind == LayerKind::c0 && l.fitted_domain) {
+      in.resize(static_cast<std::size_t>(B * I));
+      const T* sc = t[s.b].value.data();
+      const T* of = t[s.c].value.data();
+      for (std::int64_t b = 0; b < B; ++b)
+        for (std::int64_t i = 0; i < I; ++i) in[b * I + i] = h[b * I + i] * sc[i] + of[i];
+      kin = in.data();
+    } else {
+      in.assign(h, h + B * I);
+    }
+    if (l.kind == LayerKind::c0) {
+      const c0::Shape sh{B, I, l.out_features, l.num_control_points, l.spline_width};
+      c0::forward<T>(sh, c0::Impl::gather, kin, t[s.a].value.data(), y);
+    } else {
+      const bspline::Shape sh{B, I, l.out_features, l.grid_size, l.spline_order};
+      auto ws = workspace_for<T>(bspline::forward_workspace_bytes(sh, dtype_of<T>::value));
+      bspline::forward<T>(sh, kin, t[s.a].value.data(), t[s.b].value.data(), t[s.c].value.data(),
+                          t[s.d].value.data(), y, ws.data(), ws.size() * sizeof(T));
+    }
+  }
+
+  // In place: y (B, O) -> LayerNorm_j(y). Keeps xhat and rstd in `c` when given.
+  void norm_forward(std::size_t j, std::int64_t B, T* y, Cache<T>* c) const {
+    const std::int64_t O = cfg.layers[j].out_features;
+    const T* w = t[norms[j].first].value.data();
+    const T* bias = t[norms[j].second].value.data();
+    if (c) {
+      c->xhat[j].resize(static_cast<std::size_t>(B * O));
+      c->rstd[j].resize(static_cast<std::size_t>(B));
+    }
+    for (std::int64_t b = 0; b < B; ++b) {
+      T* row = y + b * O;
+      double mean = 0;
+      for (std::int64_t o = 0; o < O; ++o) mean += row[o];
+      mean /= static_cast<double>(O);
+      double var = 0;
+      for (std::int64_t o = 0; o < O; ++o) var += (row[o] - mean) * (row[o] - mean);
+      var /= static_cast<double>(O);
+      const double r = 1.0 / std::sqrt(var + cfg.layernorm_eps);
+      if (c) c->rstd[j][b] = static_cast<T>(r);
+      for (std::int64_t o = 0; o < O; ++o) {
+        const T xh = static_cast<T>((row[o] - mean) * r);
+        if (c) c->xhat[j][b * O + o] = xh;
+        row[o] = xh * w[o] + bias[o];
+      }
+    }
+  }
+
+  // g (B, O): gradient at LayerNorm_j's output in, gradient at its input out.
+  void norm_backward(std::size_t j, std::int64_t B, std::int64_t O, std::vector<T>& g) {
+    const T* w = t[norms[j].first].value.data();
+    T* gw = t[norms[j].first].grad.data();
+    T* gb = t[norms[j].second].grad.data();
+    std::vector<double> aw(static_cast<std::size_t>(O), 0.0), ab(static_cast<std::size_t>(O), 0.0);
+    const T* xh = cache.xhat[j].data();
+    for (std::int64_t b = 0; b < B; ++b) {
+      T* gr = g.data() + b * O;
+      const T* xr = xh + b * O;
+      double m1 = 0, m2 = 0;
+      for (std::int64_t o = 0; o < O; ++o) {
+        aw[o] += static_cast<double>(gr[o]) * xr[o];
+        ab[o] += gr[o];
+        const double gh = static_cast<double>(gr[o]) * w[o];
+        m1 += gh;
+        m2 += gh * xr[o];
+      }
+      m1 /= static_cast<double>(O);
+      m2 /= static_cast<double>(O);
+      const double r = cache.rstd[j][b];
+      for (std::int64_t o = 0; o < O; ++o) {
+        const double gh = static_cast<double>(gr[o]) * w[o];
+        gr[o] = static_cast<T>(r * (gh - m1 - xr[o] * m2));
+      }
+    }
+    for (std::int64_t o = 0; o < O; ++o) {
+      gw[o] = static_cast<T>(aw[o]);
+      gb[o] = static_cast<T>(ab[o]);
+    }
+  }
+
+  void run(std::int64_t B, const T* x, T* y, Cache<T>* c) const {
+    const std::size_t n = cfg.layers.size();
+    if (c) {
+      c->batch = -1;
+      c->input.resize(n);
+      c->xhat.resize(n);
+      c->rstd.resize(n);
+    }
+    std::vector<T> h, next, scratch;
+    const T* cur = x;
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::int64_t O = cfg.layers[j].out_features;
+      T* dst = (j + 1 == n) ? y : nullptr;
+      if (!dst) {
+        next.assign(static_cast<std::size_t>(B * O), T(0));
+        dst = next.data();
+      }
+      layer_forward(j, B, cur, dst, c ? c->input[j] : scratch);
+      if (j + 1 < n) {
+        if (cfg.layernorm) norm_forward(j, B, dst, c);
+        h.swap(next);
+        cur = h.data();
+      }
+    }
+    if (c) c->batch = B;
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+namespace {
+std::unique_ptr<Network::Impl> make_engine(const NetworkConfig& c, std::uint64_t seed) {
+  validate(c);
+  if (c.dtype == DType::float64) return std::make_unique<Engine<double>>(c, seed);
+  return std::make_unique<Engine<float>>(c, seed);
+}
+
+void cpu_only(const ExecContext& ctx) {
+  if (ctx.device.type != DeviceType::cpu) {
+    throw std::runtime_error("kancore: Network is not yet on CUDA (CPU only for now)");
+  }
+}
+
+void check_batch(std::int64_t batch, const void* x, const void* y) {
+  if (batch < 0) fail("expected batch >= 0, got " + std::to_string(batch));
+  if (batch > (std::int64_t{1} << 40)) fail("expected batch < 2^40, got " + std::to_string(batch));
+  if (batch > 0 && (!x || !y)) fail("expected input and output buffers, got null");
+}
+}  // namespace
+
+Network::Network(const NetworkConfig& config, std::uint64_t seed) : impl_(make_engine(config, seed)) {}
+Network::~Network() = default;
+Network::Network(const Network& other) : impl_(other.impl_->clone()) {}
+Network& Network::operator=(const Network& other) {
+  if (this != &other) impl_ = other.impl_->clone();
+  return *this;
+}
+Network::Network(Network&&) noexcept = default;
+Network& Network::operator=(Network&&) noexcept = default;
+
+const NetworkConfig& Network::config() const { return impl_->cfg; }
+DType Network::dtype() const { return impl_->cfg.dtype; }
+std::int64_t Network::in_features() const { return impl_->cfg.layers.front().in_features; }
+std::int64_t Network::out_features() const { return impl_->cfg.layers.back().out_features; }
+
+std::int64_t Network::num_parameters() const {
+  std::int64_t n = 0;
+  for (const auto& v : impl_->tensors())
+    if (v.group != ParamGroup::buffer) n += v.numel();
+  return n;
+}
+
+std::vector<TensorView> Network::tensors() { return impl_->tensors(); }
+
+TensorView Network::tensor(std::string_view name) {
+  for (auto& v : impl_->tensors())
+    if (v.name == name) return v;
+  throw std::out_of_range("kancore: the network has no tensor named " + std::string(name));
+}
+
+void Network::forward(std::int64_t batch, const void* x, void* y, const ExecContext& ctx) const {
+  cpu_only(ctx);
+  check_batch(batch, x, y);
+  if (batch == 0) return;
+  impl_->forward_const(batch, x, y);
+}
+
+void Network::forward_train(std::int64_t batch, const void* x, void* y, const ExecContext& ctx) {
+  cpu_only(ctx);
+  check_batch(batch, x, y);
+  impl_->forward(batch, x, y, true);
+}
+
+void Network::backward(const void* grad_y, void* grad_x, const ExecContext& ctx) {
+  cpu_only(ctx);
+  if (!grad_y) fail("expected a grad_y buffer, got null");
+  impl_->backward(grad_y, grad_x);
+}
+
+void Network::zero_grad() { impl_->zero_grad(); }
+
+double Network::regularization(double weight, bool add_to_grad) {
+  if (!std::isfinite(weight)) fail("expected a finite regularisation weight, got " + std::to_string(weight));
+  return impl_->regularization(weight, add_to_grad);
+}
+
+void Network::update_grids(std::int64_t batch, const void* x, const GridUpdateSettings& s) {
+  check_batch(batch, x, x);
+  impl_->update_grids(batch, x, s);
+}
+
+void Network::check_dtype(DType requested) const {
+  if (requested != dtype()) {
+    fail("expected " + to_string(dtype()) + " data for this network, got " + to_string(requested));
+  }
+}
+
+}  // namespace kancore

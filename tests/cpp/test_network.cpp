@@ -1,0 +1,351 @@
+// kancore::Network: forward against a float64 re-statement, gradients against finite
+// differences (LayerNorm included), losses, Adam against hand-computed steps, fit, early stopping.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "kancore/network.hpp"
+#include "kancore/training.hpp"
+#include "network_reference.hpp"
+
+namespace {
+
+using namespace kancore;
+
+NetworkConfig mixed_config(DType dt, bool layernorm) {
+  NetworkConfig c;
+  c.dtype = dt;
+  c.layernorm = layernorm;
+  c.layers = {LayerConfig::bspline(3, 4, 4, 3), LayerConfig::c0(4, 5, 6, 3.0), LayerConfig::bspline(5, 2, 3, 2)};
+  return c;
+}
+
+template <class T>
+std::vector<T> random_vec(std::size_t n, unsigned seed, double lo = -1.5, double hi = 1.5) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> U(lo, hi);
+  std::vector<T> v(n);
+  for (auto& e : v) e = static_cast<T>(U(rng));
+  return v;
+}
+
+// Perturb every trainable tensor so LayerNorm weights, biases and scalers are not trivial.
+void randomise(Network& net, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> U(-0.5, 0.5);
+  for (auto& t : net.tensors()) {
+    if (t.group == ParamGroup::buffer) continue;
+    for (std::int64_t e = 0; e < t.numel(); ++e) {
+      if (t.dtype == DType::float64) static_cast<double*>(t.data)[e] += U(rng);
+      else static_cast<float*>(t.data)[e] += static_cast<float>(U(rng));
+    }
+  }
+}
+
+TEST(Network, ForwardMatchesReferenceFloat64) {
+  for (bool ln : {false, true}) {
+    Network net(mixed_config(DType::float64, ln), 7);
+    randomise(net, 3);
+    const long B = 17;
+    auto x = random_vec<double>(B * 3, 1);
+    // A grid update makes the C0 layer's input affine non-trivial and moves the knots.
+    net.update_grids(B, x.data());
+    ASSERT_TRUE(net.config().layers[1].fitted_domain);
+    std::vector<double> y(B * 2);
+    net.forward(B, x.data(), y.data());
+    const auto ref = netref::forward(net, x, B);
+    for (std::size_t e = 0; e < y.size(); ++e) EXPECT_NEAR(y[e], ref[e], 1e-12 * (1 + std::abs(ref[e]))) << e;
+  }
+}
+
+TEST(Network, ForwardMatchesReferenceFloat32) {
+  Network net(mixed_config(DType::float32, true), 11);
+  const long B = 9;
+  auto x = random_vec<float>(B * 3, 2);
+  std::vector<float> y(B * 2);
+  net.forward(B, x.data(), y.data());
+  const auto ref = netref::forward(net, std::vector<double>(x.begin(), x.end()), B);
+  for (std::size_t e = 0; e < y.size(); ++e) EXPECT_NEAR(y[e], ref[e], 1e-4 * (1 + std::abs(ref[e]))) << e;
+}
+
+TEST(Network, InitialisationFollowsThePeers) {
+  NetworkConfig c;
+  c.dtype = DType::float64;
+  c.layers = {LayerConfig::c0(3, 2, 5, 4.0), LayerConfig::bspline(2, 2, 5, 3)};
+  Network net(c, 42);
+  // C0: C[i,k,o] = (k - (K-1)/2) s[i,o] with unit-norm columns of s over the inputs.
+  const auto C = netref::as_f64(net.tensor("layers.0.kan_weight"));
+  for (int o = 0; o < 2; ++o) {
+    double norm = 0;
+    for (int i = 0; i < 3; ++i) {
+      const double s = C[(i * 5 + 4) * 2 + o] / 2.0;
+      norm += s * s;
+      for (int k = 0; k < 5; ++k) EXPECT_NEAR(C[(i * 5 + k) * 2 + o], (k - 2.0) * s, 1e-15);
+    }
+    EXPECT_NEAR(norm, 1.0, 1e-12);
+  }
+  const auto grid = netref::as_f64(net.tensor("layers.1.grid"));
+  EXPECT_DOUBLE_EQ(grid[3], -1.0);
+  EXPECT_DOUBLE_EQ(grid[8], 1.0);
+  for (double s : netref::as_f64(net.tensor("layers.1.spline_scaler"))) EXPECT_EQ(s, 1.0);
+  for (double w : netref::as_f64(net.tensor("layers.1.base_weight"))) EXPECT_LE(std::abs(w), 1 / std::sqrt(2.0));
+  for (double w : netref::as_f64(net.tensor("layers.1.spline_weight"))) EXPECT_LE(std::abs(w), 0.05 / 5 + 1e-15);
+  // Same seed, same weights; another seed, others.
+  Network same(c, 42), other(c, 43);
+  EXPECT_EQ(netref::as_f64(same.tensor("layers.0.kan_weight")), C);
+  EXPECT_NE(netref::as_f64(other.tensor("layers.0.kan_weight")), C);
+}
+
+double objective(Network& net, const std::vector<double>& x, const std::vector<double>& r, long B) {
+  std::vector<double> y(B * net.out_features());
+  net.forward(B, x.data(), y.data());
+  double s = 0;
+  for (std::size_t e = 0; e < y.size(); ++e) s += r[e] * y[e];
+  return s;
+}
+
+TEST(Network, GradientsMatchFiniteDifferences) {
+  for (bool ln : {false, true}) {
+    Network net(mixed_config(DType::float64, ln), 5);
+    randomise(net, 9);
+    const long B = 6;
+    auto x = random_vec<double>(B * 3, 4, -1.2, 1.2);
+    net.update_grids(B, x.data());  // fitted C0 affine: its chain rule is checked too
+    auto r = random_vec<double>(B * 2, 8);
+    std::vector<double> y(B * 2), gx(B * 3);
+    net.forward_train(B, x.data(), y.data());
+    net.backward(r.data(), gx.data());
+    const double h = 1e-6;
+    for (auto& t : net.tensors()) {
+      if (t.group == ParamGroup::buffer) continue;
+      auto* p = static_cast<double*>(t.data);
+      const auto* g = static_cast<const double*>(t.grad);
+      for (std::int64_t e = 0; e < t.numel(); ++e) {
+        const double keep = p[e];
+        p[e] = keep + h;
+        const double up = objective(net, x, r, B);
+        p[e] = keep - h;
+        const double down = objective(net, x, r, B);
+        p[e] = keep;
+        const double fd = (up - down) / (2 * h);
+        EXPECT_NEAR(g[e], fd, 1e-6 * (1 + std::abs(fd))) << t.name << "[" << e << "] layernorm=" << ln;
+      }
+    }
+    for (std::size_t e = 0; e < x.size(); ++e) {
+      auto xp = x, xm = x;
+      xp[e] += h;
+      xm[e] -= h;
+      const double fd = (objective(net, xp, r, B) - objective(net, xm, r, B)) / (2 * h);
+      EXPECT_NEAR(gx[e], fd, 1e-6 * (1 + std::abs(fd))) << "x[" << e << "]";
+    }
+  }
+}
+
+TEST(Network, RegularizationGradientMatchesFiniteDifferences) {
+  Network net(mixed_config(DType::float64, false), 2);
+  randomise(net, 1);
+  net.zero_grad();
+  const double w = 0.3;
+  net.regularization(w, true);
+  const double h = 1e-6;
+  for (auto& t : net.tensors()) {
+    if (t.group != ParamGroup::spline) continue;
+    auto* p = static_cast<double*>(t.data);
+    const auto* g = static_cast<const double*>(t.grad);
+    for (std::int64_t e = 0; e < t.numel(); ++e) {
+      const double keep = p[e];
+      p[e] = keep + h;
+      const double up = net.regularization(w, false);
+      p[e] = keep - h;
+      const double down = net.regularization(w, false);
+      p[e] = keep;
+      EXPECT_NEAR(g[e], (up - down) / (2 * h), 1e-6) << t.name << "[" << e << "]";
+    }
+  }
+}
+
+TEST(Network, NaNStaysInItsRowAndEmptyBatchIsANoOp) {
+  Network net(mixed_config(DType::float64, true), 1);
+  std::vector<double> x = random_vec<double>(2 * 3, 3), y(4);
+  x[1] = std::numeric_limits<double>::quiet_NaN();
+  net.forward(2, x.data(), y.data());
+  EXPECT_TRUE(std::isnan(y[0]) && std::isnan(y[1]));
+  EXPECT_TRUE(std::isfinite(y[2]) && std::isfinite(y[3]));
+  net.forward(0, static_cast<const void*>(nullptr), static_cast<void*>(nullptr));
+}
+
+TEST(Network, RejectsBadConfigsAndCalls) {
+  NetworkConfig c = mixed_config(DType::float64, false);
+  c.layers[1].in_features = 3;  // does not chain
+  EXPECT_THROW(Network{c}, std::invalid_argument);
+  c = mixed_config(DType::float64, false);
+  c.layers[1].num_control_points = 1;
+  EXPECT_THROW(Network{c}, std::invalid_argument);
+  EXPECT_THROW(Network{NetworkConfig{}}, std::invalid_argument);
+  Network net(mixed_config(DType::float64, false));
+  std::vector<float> xf(3), yf(2);
+  EXPECT_THROW(net.forward(1, xf.data(), yf.data()), std::invalid_argument);
+  std::vector<double> x(3), y(2);
+  ExecContext cuda;
+  cuda.device.type = DeviceType::cuda;
+  EXPECT_THROW(net.forward(1, x.data(), y.data(), cuda), std::runtime_error);
+  EXPECT_THROW(net.backward(y.data()), std::logic_error);  // no forward_train yet
+  EXPECT_THROW(net.forward(-1, x.data(), y.data()), std::invalid_argument);
+  EXPECT_THROW(net.tensor("layers.9.grid"), std::out_of_range);
+}
+
+TEST(Losses, ValuesAndGradients) {
+  const std::vector<double> p{0.5, -1.0, 2.0, 0.25}, t{1.0, -1.0, 0.0, 0.0};
+  std::vector<double> g(4);
+  const double mse = mse_loss(DType::float64, 2, 2, p.data(), t.data(), g.data());
+  EXPECT_DOUBLE_EQ(mse, (0.25 + 0 + 4 + 0.0625) / 4);
+  EXPECT_DOUBLE_EQ(g[2], 2 * 2.0 / 4);
+  const std::vector<double> z{1.0, 2.0, -0.5, 1000.0, 0.0, -3.0};
+  const std::vector<std::int64_t> lab{1, 0};
+  std::vector<double> gz(6);
+  const double ce = cross_entropy_loss(DType::float64, 2, 3, z.data(), lab.data(), gz.data());
+  const double l0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(-0.5)) - 2.0;
+  EXPECT_NEAR(ce, (l0 + 0.0) / 2, 1e-12);  // the second row is certain (large logit, stable)
+  for (int e = 0; e < 6; ++e) {
+    auto zp = z, zm = z;
+    zp[e] += 1e-6;
+    zm[e] -= 1e-6;
+    const double fd = (cross_entropy_loss(DType::float64, 2, 3, zp.data(), lab.data()) -
+                       cross_entropy_loss(DType::float64, 2, 3, zm.data(), lab.data())) / 2e-6;
+    EXPECT_NEAR(gz[e], fd, 1e-6);
+  }
+  const std::vector<std::int64_t> bad{3, 0};
+  EXPECT_THROW(cross_entropy_loss(DType::float64, 2, 3, z.data(), bad.data()), std::invalid_argument);
+  EXPECT_THROW(mse_loss(DType::float64, 0, 2, p.data(), t.data()), std::invalid_argument);
+}
+
+TEST(Adam, MatchesHandComputedSteps) {
+  for (auto kind : {OptimizerKind::adam, OptimizerKind::adamw}) {
+    NetworkConfig c;
+    c.dtype = DType::float64;
+    c.layers = {LayerConfig::bspline(1, 1, 1, 1)};
+    Network net(c, 0);
+    AdamOptions o;
+    o.kind = kind;
+    o.lr = 0.1;
+    o.lr_spline = 0.01;
+    o.weight_decay = 0.5;
+    Adam opt(net, o);
+    auto base = net.tensor("layers.0.base_weight");
+    auto spl = net.tensor("layers.0.spline_weight");
+    auto* pb = static_cast<double*>(base.data);
+    auto* ps = static_cast<double*>(spl.data);
+    pb[0] = 1.0;
+    ps[0] = -2.0;
+    double hb = 1.0, hs = -2.0, mb = 0, vb = 0, ms = 0, vs = 0;
+    const double grads[2] = {0.3, -0.7};
+    for (int step = 1; step <= 2; ++step) {
+      static_cast<double*>(base.grad)[0] = grads[step - 1];
+      static_cast<double*>(spl.grad)[0] = -grads[step - 1];
+      static_cast<double*>(spl.grad)[1] = 0;
+      static_cast<double*>(net.tensor("layers.0.spline_scaler").grad)[0] = 0;
+      opt.step();
+      auto hand = [&](double& p, double g, double& m, double& v, double lr) {
+        if (kind == OptimizerKind::adamw) p *= 1 - lr * 0.5;
+        else g += 0.5 * p;
+        m = 0.9 * m + 0.1 * g;
+        v = 0.999 * v + 0.001 * g * g;
+        const double mh = m / (1 - std::pow(0.9, step)), vh = v / (1 - std::pow(0.999, step));
+        p -= lr * mh / (std::sqrt(vh) + 1e-8);
+      };
+      hand(hb, grads[step - 1], mb, vb, 0.1);
+      hand(hs, -grads[step - 1], ms, vs, 0.01);
+      EXPECT_NEAR(pb[0], hb, 1e-14) << "step " << step;
+      EXPECT_NEAR(ps[0], hs, 1e-14) << "step " << step;
+    }
+  }
+}
+
+// sin(x0) * cos(x1) on [-2, 2]^2.
+struct Data {
+  std::vector<double> x, y;
+};
+Data make_data(long n, unsigned seed) {
+  Data d{random_vec<double>(n * 2, seed, -2, 2), std::vector<double>(n)};
+  for (long b = 0; b < n; ++b) d.y[b] = std::sin(d.x[2 * b]) * std::cos(d.x[2 * b + 1]);
+  return d;
+}
+
+TEST(Fit, ReducesTheLoss) {
+  for (auto kind : {LayerKind::bspline, LayerKind::c0}) {
+    NetworkConfig c = make_config({2, 6, 1}, kind, DType::float64, true);
+    Network net(c, 1);
+    const Data d = make_data(256, 3);
+    FitOptions o;
+    o.epochs = 40;
+    o.batch_size = 32;
+    o.optimizer.lr = 0.02;
+    o.val_fraction = 0.2;
+    o.reg_weight = 1e-5;
+    o.grid_update_every = 10;
+    o.grid_update_until = 21;
+    int calls = 0;
+    o.callback = [&](const EpochLog&) { return ++calls > 0; };
+    const FitHistory h = fit(net, Dataset{256, d.x.data(), d.y.data(), nullptr}, o);
+    EXPECT_EQ(calls, 40);
+    ASSERT_EQ(h.train_loss.size(), 40u);
+    ASSERT_EQ(h.val_loss.size(), 40u);
+    EXPECT_LT(h.best_loss, 0.25 * h.val_loss.front()) << "kind " << static_cast<int>(kind);
+    EXPECT_LT(h.train_loss.back(), 0.25 * h.train_loss.front());
+  }
+}
+
+TEST(Fit, ClassifiesWithCrossEntropy) {
+  NetworkConfig c = make_config({2, 4, 2}, LayerKind::bspline, DType::float32);
+  Network net(c, 2);
+  const long n = 200;
+  auto x = random_vec<float>(n * 2, 5, -1, 1);
+  std::vector<std::int64_t> lab(n);
+  for (long b = 0; b < n; ++b) lab[b] = x[2 * b] * x[2 * b + 1] > 0 ? 1 : 0;
+  FitOptions o;
+  o.loss = LossKind::cross_entropy;
+  o.epochs = 60;
+  o.optimizer.lr = 0.05;
+  const FitHistory h = fit(net, Dataset{n, x.data(), nullptr, lab.data()}, o);
+  EXPECT_LT(h.train_loss.back(), 0.5 * h.train_loss.front());
+}
+
+TEST(Fit, EarlyStoppingRestoresTheBestWeights) {
+  Network net(make_config({2, 5, 1}, LayerKind::bspline, DType::float64), 4);
+  const Data tr = make_data(128, 1);
+  Data va = make_data(64, 2);
+  for (auto& v : va.y) v = -v + 0.5;  // a validation target that training moves away from
+  FitOptions o;
+  o.epochs = 200;
+  o.patience = 3;
+  o.optimizer.lr = 0.05;
+  const Dataset val{64, va.x.data(), va.y.data(), nullptr};
+  const FitHistory h = fit(net, Dataset{128, tr.x.data(), tr.y.data(), nullptr}, o, &val);
+  EXPECT_EQ(h.stop_reason, "early_stopping");
+  EXPECT_LT(h.val_loss.size(), 200u);
+  EXPECT_EQ(static_cast<std::int64_t>(h.val_loss.size()), h.best_epoch + 1 + 3);
+  std::vector<double> y(64);
+  net.forward(64, va.x.data(), y.data());
+  EXPECT_DOUBLE_EQ(mse_loss(DType::float64, 64, 1, y.data(), va.y.data()), h.best_loss);
+  EXPECT_DOUBLE_EQ(h.val_loss[h.best_epoch], h.best_loss);
+}
+
+TEST(Fit, RejectsBadData) {
+  Network net(make_config({2, 3, 1}, LayerKind::c0, DType::float64));
+  Data d = make_data(10, 1);
+  FitOptions o;
+  o.epochs = 1;
+  EXPECT_THROW(fit(net, Dataset{0, d.x.data(), d.y.data(), nullptr}, o), std::invalid_argument);
+  d.x[3] = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THROW(fit(net, Dataset{10, d.x.data(), d.y.data(), nullptr}, o), std::invalid_argument);
+  d = make_data(10, 1);
+  EXPECT_THROW(fit(net, Dataset{10, d.x.data(), nullptr, nullptr}, o), std::invalid_argument);
+  o.val_fraction = 1.0;
+  EXPECT_THROW(fit(net, Dataset{10, d.x.data(), d.y.data(), nullptr}, o), std::invalid_argument);
+}
+
+}  // namespace

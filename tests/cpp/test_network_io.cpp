@@ -1,0 +1,244 @@
+// Model files: save/load round trips bitwise, the write is atomic, and the loader rejects a
+// catalogue of corrupt or hostile files with std::invalid_argument (never a crash).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kancore/model_io.hpp"
+#include "kancore/network.hpp"
+
+namespace {
+
+using namespace kancore;
+namespace fs = std::filesystem;
+
+NetworkConfig small_config(DType dt, bool layernorm) {
+  NetworkConfig c;
+  c.dtype = dt;
+  c.layernorm = layernorm;
+  c.layers = {LayerConfig::c0(2, 3, 4, 3.0), LayerConfig::bspline(3, 1, 2, 1)};
+  return c;
+}
+
+// Header text and data section of a file.
+std::pair<std::string, std::string> split(const std::string& file) {
+  std::uint64_t n = 0;
+  for (int b = 7; b >= 0; --b) n = (n << 8) | static_cast<unsigned char>(file[b]);
+  return {file.substr(8, n), file.substr(8 + n)};
+}
+
+std::string join(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  const std::uint64_t n = header.size();
+  for (int b = 0; b < 8; ++b) out[b] = static_cast<char>((n >> (8 * b)) & 0xFF);
+  return out + header + data;
+}
+
+void expect_rejected(const std::string& file, const std::string& what) {
+  try {
+    deserialize(file.data(), file.size());
+    ADD_FAILURE() << "accepted: " << what;
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("kancore"), std::string::npos) << what;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << what << ": wrong exception type: " << e.what();
+  }
+}
+
+// The valid file with `from` replaced by `to` in its header (which must contain it).
+std::string with_header_edit(const std::string& file, const std::string& from, const std::string& to) {
+  auto [h, d] = split(file);
+  const auto at = h.find(from);
+  EXPECT_NE(at, std::string::npos) << from;
+  if (at == std::string::npos) return file;
+  h.replace(at, from.size(), to);
+  return join(h, d);
+}
+
+bool same_tensors(Network& a, Network& b) {
+  auto ta = a.tensors(), tb = b.tensors();
+  if (ta.size() != tb.size()) return false;
+  for (std::size_t k = 0; k < ta.size(); ++k) {
+    if (ta[k].name != tb[k].name || ta[k].shape != tb[k].shape || ta[k].dtype != tb[k].dtype) return false;
+    const std::size_t n = static_cast<std::size_t>(ta[k].numel()) * (ta[k].dtype == DType::float64 ? 8 : 4);
+    if (std::memcmp(ta[k].data, tb[k].data, n) != 0) return false;
+  }
+  return true;
+}
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path p = fs::temp_directory_path() / ("kancore_io_" + name + "_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+TEST(ModelIO, RoundTripIsBitwise) {
+  for (DType dt : {DType::float32, DType::float64}) {
+    for (bool ln : {false, true}) {
+      Network net(small_config(dt, ln), 3);
+      std::vector<double> x64{0.3, -0.7, 1.9, 0.2, -2.5, 0.0};
+      std::vector<float> x32(x64.begin(), x64.end());
+      net.update_grids(3, dt == DType::float64 ? static_cast<const void*>(x64.data()) : x32.data());
+      const fs::path dir = temp_dir("rt");
+      const std::string path = (dir / "model.safetensors").string();
+      save(net, path);
+      Network back = load(path);
+      EXPECT_TRUE(same_tensors(net, back));
+      EXPECT_EQ(back.config().layers[0].fitted_domain, true);
+      EXPECT_EQ(back.config().layernorm, ln);
+      EXPECT_EQ(back.dtype(), dt);
+      // Saving the loaded network gives the same bytes.
+      EXPECT_EQ(serialize(back), serialize(net));
+      std::ifstream f(path, std::ios::binary);
+      const std::string on_disk((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      EXPECT_EQ(on_disk, serialize(net));
+      EXPECT_EQ(on_disk.size() % 8, 0u);  // header padded to 8, tensors multiples of 4
+      fs::remove_all(dir);
+    }
+  }
+}
+
+TEST(ModelIO, HeaderFollowsTheSpec) {
+  Network net(small_config(DType::float32, true), 1);
+  const auto [h, d] = split(serialize(net));
+  EXPECT_EQ(h.size() % 8, 0u);
+  EXPECT_NE(h.find("\"format\": \"kancore.network\""), std::string::npos);
+  EXPECT_NE(h.find("\"format_version\": \"1\""), std::string::npos);
+  EXPECT_NE(h.find("\"layers.0.kan_weight\": {\"dtype\": \"F32\", \"shape\": [2, 4, 3], \"data_offsets\": [0, 96]}"),
+            std::string::npos) << h;
+  EXPECT_NE(h.find("norms.0.weight"), std::string::npos);
+  EXPECT_EQ(h.find("input_scale"), std::string::npos);  // not fitted: no input affine tensors
+}
+
+TEST(ModelIO, SaveIsAtomic) {
+  const fs::path dir = temp_dir("atomic");
+  Network net(small_config(DType::float64, false), 1);
+  // The target is a non-empty directory: rename fails; nothing is left behind, nothing changes.
+  const fs::path target = dir / "model.safetensors";
+  fs::create_directories(target / "inside");
+  EXPECT_THROW(save(net, target.string()), std::runtime_error);
+  EXPECT_TRUE(fs::is_directory(target / "inside"));
+  std::size_t entries = 0;
+  for (const auto& e : fs::directory_iterator(dir)) entries += e.path() != target;
+  EXPECT_EQ(entries, 0u) << "a temporary file was left behind";
+  // A missing directory: throws, creates nothing.
+  EXPECT_THROW(save(net, (dir / "no" / "such" / "m.safetensors").string()), std::runtime_error);
+  // Overwriting an existing file replaces it whole.
+  const fs::path file = dir / "m.safetensors";
+  { std::ofstream(file) << "old contents"; }
+  save(net, file.string());
+  Network back = load(file.string());
+  EXPECT_TRUE(same_tensors(net, back));
+  fs::remove_all(dir);
+}
+
+TEST(ModelIO, LoadReportsMissingFiles) {
+  EXPECT_THROW(load("/nonexistent/dir/model.safetensors"), std::runtime_error);
+}
+
+TEST(ModelIO, RejectsEveryTruncation) {
+  Network net(small_config(DType::float32, true), 2);
+  const std::string file = serialize(net);
+  for (std::size_t n = 0; n < file.size(); ++n) expect_rejected(file.substr(0, n), "truncated to " + std::to_string(n));
+  // Trailing bytes after the last tensor are rejected too (the tensors must cover the data).
+  expect_rejected(file + std::string(4, '\0'), "trailing bytes");
+}
+
+TEST(ModelIO, RejectsBadHeaderLengths) {
+  const std::string file = serialize(Network(small_config(DType::float32, false), 2));
+  auto with_len = [&](std::uint64_t n) {
+    std::string f = file;
+    for (int b = 0; b < 8; ++b) f[b] = static_cast<char>((n >> (8 * b)) & 0xFF);
+    return f;
+  };
+  expect_rejected(with_len(0), "header length 0");
+  expect_rejected(with_len(~std::uint64_t{0}), "header length 2^64-1");
+  expect_rejected(with_len(std::uint64_t{1} << 63), "header length 2^63");
+  expect_rejected(with_len(file.size()), "header length past the end");
+  expect_rejected(with_len(std::uint64_t{32} << 20), "header length over the limit");
+  expect_rejected(with_len(split(file).first.size() - 1), "header length one short");
+  expect_rejected(with_len(split(file).first.size() + 1), "header length one long");
+}
+
+TEST(ModelIO, RejectsBadOffsetsDtypesAndShapes) {
+  const std::string f = serialize(Network(small_config(DType::float32, false), 2));
+  // layers.0.kan_weight is [0, 96]; layers.1.grid follows at [96, 156].
+  expect_rejected(with_header_edit(f, "\"data_offsets\": [0, 96]", "\"data_offsets\": [4, 100]"), "overlap");
+  expect_rejected(with_header_edit(f, "\"data_offsets\": [96, 156]", "\"data_offsets\": [92, 152]"), "overlap 2");
+  expect_rejected(with_header_edit(f, "\"data_offsets\": [0, 96]", "\"data_offsets\": [0, 9600000]"), "end out of range");
+  expect_rejected(with_header_edit(f, "\"data_offsets\": [0, 96]", "\"data_offsets\": [96, 0]"), "begin > end");
+  expect_rejected(with_header_edit(f, "\"data_offsets\": [0, 96]", "\"data_offsets\": [0, 96, 1]"), "three offsets");
+  expect_rejected(with_header_edit(f, "\"data_offsets\": [0, 96]", "\"data_offsets\": [0, -96]"), "negative");
+  expect_rejected(with_header_edit(f, "\"data_offsets\": [0, 96]", "\"data_offsets\": [0, 96.0]"), "fraction");
+  expect_rejected(with_header_edit(f, "\"data_offsets\": [0, 96]", "\"data_offsets\": [0, 18446744073709551616]"), "2^64");
+  expect_rejected(with_header_edit(f, "\"dtype\": \"F32\", \"shape\": [2, 4, 3]", "\"dtype\": \"F64\", \"shape\": [2, 4, 3]"), "dtype vs bytes");
+  expect_rejected(with_header_edit(f, "\"dtype\": \"F32\", \"shape\": [2, 4, 3]", "\"dtype\": \"F16\", \"shape\": [2, 4, 3]"), "F16");
+  expect_rejected(with_header_edit(f, "\"dtype\": \"F32\", \"shape\": [2, 4, 3]", "\"dtype\": \"F32\", \"shape\": [4, 2, 3]"), "transposed shape");
+  expect_rejected(with_header_edit(f, "\"dtype\": \"F32\", \"shape\": [2, 4, 3]", "\"dtype\": \"F32\", \"shape\": [24]"), "flat shape");
+  expect_rejected(with_header_edit(f, "\"shape\": [2, 4, 3]", "\"shape\": [4294967296, 4294967296, 4294967296]"), "overflowing shape");
+  expect_rejected(with_header_edit(f, "\"shape\": [2, 4, 3]", "\"shape\": [1099511627776, 0, 3]"), "huge zero-size shape");
+  expect_rejected(with_header_edit(f, "\"shape\": [2, 4, 3]", "\"shape\": [1,1,1,1,1,1,1,1,24]"), "rank 9");
+  expect_rejected(with_header_edit(f, "\"layers.0.kan_weight\"", "\"layers.0.kan_weights\""), "renamed tensor");
+  expect_rejected(with_header_edit(f, "\"layers.0.kan_weight\": {", "\"x\": {}, \"layers.0.kan_weight\": {"), "empty extra entry");
+}
+
+TEST(ModelIO, RejectsBadConfigs) {
+  const std::string f = serialize(Network(small_config(DType::float32, false), 2));
+  expect_rejected(with_header_edit(f, "\\\"kind\\\": \\\"c0\\\"", "\\\"kind\\\": \\\"relu\\\""), "unknown kind");
+  expect_rejected(with_header_edit(f, "\"format_version\": \"1\"", "\"format_version\": \"2\""), "version 2");
+  expect_rejected(with_header_edit(f, "\"format\": \"kancore.network\"", "\"format\": \"other\""), "format");
+  expect_rejected(with_header_edit(f, "\\\"dtype\\\": \\\"float32\\\"", "\\\"dtype\\\": \\\"float64\\\""), "config dtype vs tensors");
+  expect_rejected(with_header_edit(f, "\\\"dtype\\\": \\\"float32\\\"", "\\\"dtype\\\": \\\"int8\\\""), "config dtype");
+  expect_rejected(with_header_edit(f, "\\\"num_control_points\\\": 4", "\\\"num_control_points\\\": 1"), "K = 1");
+  expect_rejected(with_header_edit(f, "\\\"num_control_points\\\": 4", "\\\"num_control_points\\\": 5"), "K vs tensor");
+  expect_rejected(with_header_edit(f, "\\\"out_features\\\": 3", "\\\"out_features\\\": 4"), "chain");
+  expect_rejected(with_header_edit(f, "\\\"spline_width\\\": 3", "\\\"spline_width\\\": -3"), "negative width");
+  expect_rejected(with_header_edit(f, "\\\"spline_width\\\": 3", "\\\"spline_width\\\": 1e999"), "infinite width");
+  expect_rejected(with_header_edit(f, "\\\"fitted_domain\\\": false", "\\\"fitted_domain\\\": true"), "fitted without tensors");
+  expect_rejected(with_header_edit(f, "\\\"layernorm\\\": false", "\\\"layernorm\\\": true"), "layernorm without tensors");
+  expect_rejected(with_header_edit(f, "\\\"layers\\\": [", "\\\"layers\\\": [[], "), "layer not an object");
+  expect_rejected(with_header_edit(f, "\\\"spline_order\\\": 1", "\\\"spline_order\\\": 0"), "order 0");
+  expect_rejected(with_header_edit(f, "\\\"grid_size\\\": 2", "\\\"grid_size\\\": 99999999999999999999"), "huge grid");
+  expect_rejected(with_header_edit(f, "\"config\": \"{", "\"config\": \"{{"), "config JSON");
+  expect_rejected(with_header_edit(f, "\"config\": \"", "\"config\": 5, \"c\": \""), "config not a string");
+  expect_rejected(with_header_edit(f, "\"__metadata__\"", "\"__meta__\""), "no metadata");
+  // Extra keys are ignored, as the spec says.
+  const std::string extra = with_header_edit(f, "\\\"kind\\\": \\\"c0\\\"", "\\\"variant\\\": \\\"B-spline\\\", \\\"kind\\\": \\\"c0\\\"");
+  EXPECT_NO_THROW(deserialize(extra.data(), extra.size()));
+}
+
+TEST(ModelIO, RejectsBadJson) {
+  const std::string f = serialize(Network(small_config(DType::float32, false), 2));
+  const auto [h, d] = split(f);
+  expect_rejected(join(h.substr(0, h.size() / 2), d), "half a header");
+  expect_rejected(join(h + "x", d), "trailing garbage");
+  expect_rejected(join("[" + h + "]", d), "array at the top");
+  expect_rejected(join(std::string(5000, '[') + std::string(5000, ']'), d), "deep nesting");
+  expect_rejected(join("{\"a\": " + std::string(100, '{') + std::string(100, '}') + "}", d), "deep object");
+  expect_rejected(with_header_edit(f, "\"layers.0.kan_weight\": {", "\"layers.1.grid\": {"), "duplicate key");
+  expect_rejected(join(std::string("{\"\xff\": 1}"), ""), "no metadata, odd bytes");
+  expect_rejected(join("{\"a\\u12\": 1}", ""), "short escape");
+  expect_rejected(join("{\"a\\ud800\": 1}", ""), "lone surrogate");
+  expect_rejected(join(std::string("{\"a\0\": 1}", 9), ""), "NUL in a string");
+  expect_rejected(join("", ""), "empty header");
+}
+
+TEST(ModelIO, RejectsBadKnots) {
+  Network net(small_config(DType::float64, false), 2);
+  auto g = net.tensor("layers.1.grid");
+  static_cast<double*>(g.data)[2] = -10.0;  // decreasing
+  const std::string f1 = serialize(net);
+  expect_rejected(f1, "decreasing knots");
+  static_cast<double*>(g.data)[2] = std::numeric_limits<double>::quiet_NaN();
+  const std::string f2 = serialize(net);
+  expect_rejected(f2, "NaN knot");
+}
+
+}  // namespace

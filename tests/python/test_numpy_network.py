@@ -1,0 +1,229 @@
+"""kancore.NumpyKAN (no torch): predictions against a NumPy re-statement of the model-format
+forward, training, save/load, and the file read back by the PyPI safetensors package."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kancore
+from kancore import NumpyKAN
+
+
+def _basis(t, k, x):
+    """Cox-de Boor over one feature's knots t (0/0 counts as 0): (n, len(t)-k-1)."""
+    x = x[:, None]
+    B = ((x >= t[None, :-1]) & (x < t[None, 1:])).astype(np.float64)
+    for p in range(1, k + 1):
+        n = len(t) - 1 - p
+        nb = np.zeros((x.shape[0], n))
+        for j in range(n):
+            d1, d2 = t[j + p] - t[j], t[j + p + 1] - t[j + 1]
+            if d1 != 0:
+                nb[:, j] += (x[:, 0] - t[j]) / d1 * B[:, j]
+            if d2 != 0:
+                nb[:, j] += (t[j + p + 1] - x[:, 0]) / d2 * B[:, j + 1]
+        B = nb
+    return B
+
+
+def reference_forward(net, X):
+    """spec/model_format.md's forward, in float64, from the network's own tensors."""
+    c = net.config
+    P = {k: v.astype(np.float64) for k, v in net.parameters().items()}
+    h = np.asarray(X, dtype=np.float64)
+    n = len(c["layers"])
+    for j, layer in enumerate(c["layers"]):
+        p = f"layers.{j}."
+        if layer["kind"] == "c0":
+            C = P[p + "kan_weight"]
+            K, W = layer["num_control_points"], layer["spline_width"]
+            if layer["fitted_domain"]:
+                h = h * P[p + "input_scale"] + P[p + "input_offset"]
+            u = ((h + W / 2) * (K - 1)) / W
+            k = np.clip(np.floor(u), 0, K - 2).astype(np.int64)
+            t = u - k
+            i = np.arange(h.shape[1])[None, :]
+            y = ((1 - t)[..., None] * C[i, k] + t[..., None] * C[i, k + 1]).sum(axis=1)
+        else:
+            g, bw, sw, ss = (P[p + s] for s in ("grid", "base_weight", "spline_weight", "spline_scaler"))
+            silu = h / (1 + np.exp(-h))
+            y = silu @ bw.T
+            for i in range(h.shape[1]):
+                Bi = _basis(g[i], layer["spline_order"], h[:, i])
+                y += Bi @ (sw[:, i, :] * ss[:, i, None]).T
+        if c["layernorm"] and j < n - 1:
+            m = y.mean(axis=1, keepdims=True)
+            v = ((y - m) ** 2).mean(axis=1, keepdims=True)
+            y = (y - m) / np.sqrt(v + c["layernorm_eps"]) * P[f"norms.{j}.weight"] + P[f"norms.{j}.bias"]
+        h = y
+    return h
+
+
+def _perturb(net, seed):
+    rng = np.random.default_rng(seed)
+    for name, group in net.parameter_groups().items():
+        if group != "buffer":
+            value = net[name]
+            net.set_parameter(name, value + rng.uniform(-0.3, 0.3, value.shape))
+
+
+@pytest.mark.parametrize("kind", ["bspline", "c0", ["bspline", "c0", "bspline"]])
+@pytest.mark.parametrize("layernorm", [False, True])
+def test_predict_matches_numpy_restatement_float64(kind, layernorm):
+    net = NumpyKAN([3, 4, 5, 2], kind=kind, dtype="float64", layernorm=layernorm, grid_size=4,
+                   num_control_points=6, spline_width=3.0, seed=1)
+    _perturb(net, 2)
+    X = np.random.default_rng(0).uniform(-1.5, 1.5, (20, 3))
+    net.update_grids(X)  # fitted C0 domains and data-driven knots
+    np.testing.assert_allclose(net.predict(X), reference_forward(net, X), rtol=1e-10, atol=1e-12)
+
+
+def test_predict_float32_and_leading_dims():
+    net = NumpyKAN([2, 3, 1], kind=["c0", "bspline"], layernorm=True, seed=3)
+    X = np.random.default_rng(1).uniform(-2, 2, (4, 5, 2)).astype(np.float32)
+    y = net.predict(X)
+    assert y.shape == (4, 5, 1) and y.dtype == np.float32
+    np.testing.assert_allclose(y.reshape(-1, 1), reference_forward(net, X.reshape(-1, 2)), rtol=1e-4, atol=1e-5)
+
+
+def test_gradients_against_finite_differences():
+    net = NumpyKAN([2, 3, 1], kind=["bspline", "c0"], dtype="float64", layernorm=True, seed=4)
+    _perturb(net, 5)
+    X = np.random.default_rng(2).uniform(-1, 1, (5, 2))
+    gy = np.random.default_rng(3).normal(size=(5, 1))
+    gx = net.forward_backward(X, gy)
+    h = 1e-6
+    for name in ["norms.0.weight", "layers.1.kan_weight", "layers.0.base_weight"]:
+        g, w = net.gradient(name), net[name]
+        flat = w.reshape(-1)
+        for e in range(0, flat.size, max(1, flat.size // 7)):
+            up, down = flat.copy(), flat.copy()
+            up[e] += h
+            down[e] -= h
+            net.set_parameter(name, up.reshape(w.shape))
+            fu = (net.predict(X) * gy).sum()
+            net.set_parameter(name, down.reshape(w.shape))
+            fd = (net.predict(X) * gy).sum()
+            net.set_parameter(name, w)
+            assert g.reshape(-1)[e] == pytest.approx((fu - fd) / (2 * h), rel=1e-5, abs=1e-7), (name, e)
+    Xp = X.copy()
+    Xp[1, 0] += h
+    Xm = X.copy()
+    Xm[1, 0] -= h
+    assert gx[1, 0] == pytest.approx(((net.predict(Xp) - net.predict(Xm)) * gy).sum() / (2 * h), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["bspline", "c0"])
+def test_fit_reduces_the_loss(kind):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, (400, 2))
+    y = np.sin(X[:, 0]) * np.cos(X[:, 1])
+    net = NumpyKAN([2, 6, 1], kind=kind, layernorm=True, seed=0)
+    before = np.mean((net.predict(X)[:, 0] - y) ** 2)
+    logs = []
+    hist = net.fit(X, y, epochs=30, batch_size=32, lr=0.02, val_fraction=0.2, grid_update_every=10,
+                   grid_update_until=11, callback=logs.append, seed=1)
+    after = np.mean((net.predict(X)[:, 0] - y) ** 2)
+    assert len(hist["train_loss"]) == 30 == len(hist["val_loss"]) == len(logs)
+    assert logs[0]["grid_updated"] and not logs[1]["grid_updated"]
+    assert after < 0.3 * before
+    assert hist["stop_reason"] == "epochs"
+
+
+def test_fit_cross_entropy_and_early_stopping():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, (200, 2))
+    labels = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    net = NumpyKAN([2, 4, 2], seed=2)
+    hist = net.fit(X, labels, loss="cross_entropy", epochs=300, lr=0.05, validation=(X[:50], labels[:50]),
+                   patience=5, optimizer="adamw", weight_decay=1e-4)
+    assert hist["train_loss"][-1] < 0.7 * hist["train_loss"][0]
+    val = hist["val_loss"]
+    assert min(val) == hist["best_loss"] == val[hist["best_epoch"]]
+
+
+def test_bad_inputs_raise_value_error():
+    net = NumpyKAN([2, 1])
+    with pytest.raises(ValueError):
+        net.predict(np.zeros((3, 4)))
+    X = np.zeros((4, 2))
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        net.fit(X, np.zeros(4), epochs=1)
+    with pytest.raises(ValueError):
+        net.fit(np.zeros((0, 2)), np.zeros(0), epochs=1)
+    with pytest.raises(ValueError):
+        NumpyKAN([2, 1], kind="relu")
+    with pytest.raises(KeyError):
+        net["layers.7.grid"]
+
+
+def test_save_load_round_trip(tmp_path):
+    net = NumpyKAN([3, 4, 2], kind=["c0", "bspline"], dtype="float64", layernorm=True, seed=5)
+    X = np.random.default_rng(4).uniform(-1, 1, (16, 3))
+    net.update_grids(X)
+    path = tmp_path / "m.safetensors"
+    net.save(path)
+    back = NumpyKAN.load(path)
+    assert back.config == net.config
+    for name, value in net.parameters().items():
+        assert np.array_equal(back[name], value), name
+    assert np.array_equal(back.predict(X), net.predict(X))
+    assert back.to_bytes() == net.to_bytes() == path.read_bytes()
+    with pytest.raises(ValueError, match="model file"):
+        NumpyKAN.from_bytes(path.read_bytes()[:-3])
+
+
+def test_file_is_read_by_the_safetensors_package(tmp_path):
+    safetensors = pytest.importorskip("safetensors")
+    from safetensors.numpy import load_file
+
+    net = NumpyKAN([2, 3, 1], kind=["c0", "bspline"], dtype="float32", layernorm=True, num_control_points=5,
+                   grid_size=3, spline_order=2, seed=6)
+    net.update_grids(np.random.default_rng(5).uniform(-1, 1, (10, 2)))
+    path = tmp_path / "m.safetensors"
+    net.save(path)
+    tensors = load_file(str(path))
+    expected = {
+        "layers.0.kan_weight": (2, 5, 3), "layers.0.input_scale": (2,), "layers.0.input_offset": (2,),
+        "layers.1.grid": (3, 3 + 2 * 2 + 1), "layers.1.base_weight": (1, 3),
+        "layers.1.spline_weight": (1, 3, 3 + 2), "layers.1.spline_scaler": (1, 3),
+        "norms.0.weight": (3,), "norms.0.bias": (3,),
+    }
+    assert {k: v.shape for k, v in tensors.items()} == expected
+    for name, value in tensors.items():
+        assert value.dtype == np.float32
+        assert np.array_equal(value, net[name]), name
+    with safetensors.safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+    assert meta["format"] == "kancore.network" and meta["format_version"] == "1"
+    cfg = json.loads(meta["config"])
+    assert cfg["dtype"] == "float32" and cfg["layernorm"] is True and cfg["layernorm_eps"] == 1e-5
+    assert cfg["layers"] == [
+        {"kind": "c0", "in_features": 2, "out_features": 3, "num_control_points": 5, "spline_width": 4,
+         "fitted_domain": True},
+        {"kind": "bspline", "in_features": 3, "out_features": 1, "grid_size": 3, "spline_order": 2},
+    ]
+    # And a file written by the safetensors package with our metadata loads back.
+    from safetensors.numpy import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file(tensors, str(other), metadata=meta)
+    assert np.array_equal(NumpyKAN.load(other).predict(np.ones((1, 2))), net.predict(np.ones((1, 2))))
+
+
+def test_import_does_not_need_torch():
+    code = ("import sys, numpy as np, kancore; net = kancore.NumpyKAN([2, 1]); net.predict(np.zeros((1, 2)));"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cmake_dir_is_printed():
+    out = subprocess.run([sys.executable, "-m", "kancore", "--cmake-dir"], check=True, capture_output=True, text=True)
+    from pathlib import Path
+
+    d = Path(out.stdout.strip())
+    assert (d / "kancoreConfig.cmake").is_file() and (d / "kancoreTargets.cmake").is_file()
+    assert Path(kancore.__file__).parent in d.parents
