@@ -283,7 +283,7 @@ class KAN(nn.Module):
     The positional arguments, their defaults, ``forward(x, update_grid=False)``,
     ``regularization_loss`` and ``refine`` are efficient-kan's, and the state_dict names are
     ``layers.{j}.*``. Keyword-only extensions (the network of the kancore model file,
-    spec/model_format.md):
+    the format in cpp/include/kancore/model_io.hpp):
 
     * ``kind="c0"`` builds the stack from ``KANLayer`` (kanditioned's piecewise-linear layer)
       with ``num_control_points``, ``spline_width``, ``variant``, ``init`` and ``impl`` passed
@@ -422,7 +422,7 @@ class KAN(nn.Module):
     # -- model file ------------------------------------------------------------------------
 
     def save(self, path, metadata=None) -> None:
-        """Write the kancore model file (safetensors, spec/model_format.md); see ``kancore.save``."""
+        """Write the kancore model file (safetensors, the format in cpp/include/kancore/model_io.hpp); see ``kancore.save``."""
         from .model_io import save
 
         save(self, path, metadata=metadata)

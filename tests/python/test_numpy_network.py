@@ -29,7 +29,7 @@ def _basis(t, k, x):
 
 
 def reference_forward(net, X):
-    """spec/model_format.md's forward, in float64, from the network's own tensors."""
+    """the format in cpp/include/kancore/model_io.hpp's forward, in float64, from the network's own tensors."""
     c = net.config
     P = {k: v.astype(np.float64) for k, v in net.parameters().items()}
     h = np.asarray(X, dtype=np.float64)
