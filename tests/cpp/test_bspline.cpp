@@ -7,6 +7,7 @@
 #include <cmath>
 #include <random>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 #include "kancore/bspline_layer.hpp"
@@ -234,6 +235,58 @@ TEST(Bspline, KernelBasisOnEveryKindOfKnotVector) {
         }
         ASSERT_NEAR(gx[b], static_cast<double>(slope), 1e-9 * (1 + std::abs(static_cast<double>(slope))))
             << "k=" << k << " x=" << xs[b];
+      }
+    }
+  }
+}
+
+// float32 uniform grids go through the SIMD basis path, whose interval guess (x - t0) / h can
+// round to either side of a knot: inputs a few ulps around every knot of awkward grids must
+// still land in the interval the recursion picks (for k = 1 the slope jumps at each knot).
+TEST(Bspline, Float32UniformGridIntervalsAtEveryKnot) {
+  for (const std::int64_t k : {1, 2, 3}) {
+    for (const auto& [lo, hi, G] : {std::tuple{-1.1f, 1.3f, std::int64_t{7}}, std::tuple{0.3f, 9.7f, std::int64_t{13}},
+                                   std::tuple{-100.0f, 100.3f, std::int64_t{31}}}) {
+      const std::int64_t n = G + 2 * k + 1, C = G + k;
+      std::vector<float> t(n);
+      const float h = (hi - lo) / static_cast<float>(G);
+      for (std::int64_t j = 0; j < n; ++j) t[j] = lo + static_cast<float>(j - k) * h;
+      std::vector<float> xs;
+      for (float v : t) {
+        float a = v, b = v;
+        for (int u = 0; u < 4; ++u) {
+          xs.push_back(a);
+          xs.push_back(b);
+          a = std::nextafter(a, -1e30f);
+          b = std::nextafter(b, 1e30f);
+        }
+      }
+      const std::int64_t N = static_cast<std::int64_t>(xs.size());
+      const bs::Shape s{N, 1, C, G, k};
+      std::vector<float> W(C * C, 0.0f), y(N * C), gy(N * C, 0.0f), gx(N);
+      for (std::int64_t c = 0; c < C; ++c) W[c * C + c] = 1.0f;
+      std::vector<char> ws(bs::backward_workspace_bytes(s, DType::float32));
+      const bs::Params p{t.data(), nullptr, W.data(), nullptr};
+      bs::forward(s, DType::float32, xs.data(), p, y.data(), ws.data(), ws.size());
+      const std::vector<double> td(t.begin(), t.end());
+      for (std::int64_t b = 0; b < N; ++b) {
+        const auto B = reference_basis(td, static_cast<int>(k), xs[b]);
+        for (std::int64_t c = 0; c < C; ++c) {
+          ASSERT_NEAR(y[b * C + c], static_cast<double>(B[c]), 2e-5) << "k=" << k << " x=" << xs[b] << " c=" << c;
+        }
+      }
+      // Slopes: grad_x with gy = e_c is dB_c/dx of the chosen interval.
+      for (std::int64_t c = 0; c < C; ++c) {
+        for (std::int64_t b = 0; b < N; ++b) gy[b * C + c] = 1.0f;
+        bs::backward(s, DType::float32, xs.data(), p, gy.data(), bs::Grads{gx.data(), nullptr, nullptr, nullptr},
+                     ws.data(), ws.size());
+        for (std::int64_t b = 0; b < N; ++b) {
+          const auto Bm = reference_basis(td, static_cast<int>(k - 1), xs[b]);
+          const LD d1 = LD(td[c + k]) - td[c], d2 = LD(td[c + k + 1]) - td[c + 1];
+          const LD dB = k * ((d1 != 0 ? Bm[c] / d1 : 0) - (d2 != 0 ? Bm[c + 1] / d2 : 0));
+          ASSERT_NEAR(gx[b], static_cast<double>(dB), 1e-3 * (1 + std::abs(static_cast<double>(dB)))) << "k=" << k << " x=" << xs[b];
+          gy[b * C + c] = 0.0f;
+        }
       }
     }
   }

@@ -396,11 +396,19 @@ void forward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* W
       for (std::int64_t i0 = 0; i0 < I; i0 += IB) {
         const std::int64_t ni = std::min(IB, I - i0);
         with_order(k, [&](auto order) {
-          for (std::int64_t bb = 0; bb < nb; ++bb) {
-            for (std::int64_t ii = 0; ii < ni; ++ii) {
-              const std::int64_t i = i0 + ii;
+          for (std::int64_t ii = 0; ii < ni; ++ii) {
+            const std::int64_t i = i0 + ii;
+            const T* plan = plans + i * P;
+            if constexpr (order() > 0) {
+              if (plan[2] != T(0)) {  // uniform knots: all rows of the block in SIMD lanes
+                eval_uniform_block<T, order(), false>(plan, G, x + b0 * I + i, I, nb, &w[0][ii * taps],
+                                                      nullptr, kPatch, &first[0][ii], kMaxInBlock);
+                continue;
+              }
+            }
+            for (std::int64_t bb = 0; bb < nb; ++bb) {
               first[bb][ii] = static_cast<std::int32_t>(eval_planned<T, order(), false>(
-                  plans + i * P, G, k, x[(b0 + bb) * I + i], &w[bb][ii * taps], nullptr));
+                  plan, G, k, x[(b0 + bb) * I + i], &w[bb][ii * taps], nullptr));
             }
           }
         });
@@ -484,9 +492,17 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
           const T* ti = table + i * C * O;
           T* gti = gtable + i * C * O;
           with_order(k, [&](auto order) {
+            const T* plan = plans + i * P;
+            if constexpr (order() > 0) {
+              if (plan[2] != T(0)) {  // uniform knots: the chunk's rows in SIMD lanes
+                eval_uniform_block<T, order(), true>(plan, G, x + b0 * I + i, I, nb, v.data(), d.data(),
+                                                     taps, f.data(), 1);
+                return;
+              }
+            }
             for (std::int64_t b = b0; b < b1; ++b) {
               f[b - b0] = static_cast<std::int32_t>(eval_planned<T, order(), true>(
-                  plans + i * P, G, k, x[b * I + i], &v[(b - b0) * taps], &d[(b - b0) * taps]));
+                  plan, G, k, x[b * I + i], &v[(b - b0) * taps], &d[(b - b0) * taps]));
             }
           });
           std::fill(dot.begin(), dot.end(), Vec<T>{});
