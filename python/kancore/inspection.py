@@ -190,9 +190,13 @@ def plot_network(model, x: Optional[torch.Tensor] = None, save_path=None, n: int
     for j, L in enumerate(layers):
         I, O = L.in_features, L.out_features
         xs, ys = edge_functions(L, n=n, x=inputs[j])
+        imp = None
         if inputs[j] is not None and len(inputs[j].reshape(-1, I)) >= 2:
-            imp = L.edge_scales(inputs[j].reshape(-1, I)).cpu().double().numpy()
-        else:
+            try:
+                imp = L.edge_scales(inputs[j].reshape(-1, I)).cpu().double().numpy()
+            except NotImplementedError:  # CUDA tensors, or a B-spline layer without SiLU
+                imp = None
+        if imp is None:
             imp = coefficient_importance(L)
         imp = np.nan_to_num(imp, nan=0.0)
         rel = imp / imp.max() if imp.max() > 0 else np.zeros_like(imp)

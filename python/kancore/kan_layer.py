@@ -334,8 +334,9 @@ class KANLayer(nn.Module):
             if prefix + key in state_dict and getattr(self, key) is None:
                 ref = self._table()
                 setattr(self, key, torch.empty(self.in_features, device=ref.device, dtype=ref.dtype))
-            elif prefix + key not in state_dict and getattr(self, key) is not None:
-                setattr(self, key, None)  # the saved layer has no fitted domain
+            elif (prefix + key not in state_dict and getattr(self, key) is not None
+                  and prefix + name in state_dict):
+                setattr(self, key, None)  # the saved layer (its weights are here) has no fitted domain
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 

@@ -25,8 +25,10 @@ the CPU, with one copy each way). The losses run on a host copy of the parameter
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
+import threading
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -58,6 +60,21 @@ def uniform_grid(in_features: int, grid_size: int, spline_order: int, grid_range
     h = (hi - lo) / grid_size
     steps = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float64) * h + lo
     return steps.expand(in_features, -1).contiguous().to(dtype=dtype, device=device)
+
+
+_SKIP_INIT = threading.local()
+
+
+@contextlib.contextmanager
+def skip_initialisation():
+    """Within this block, new ``KANLinear`` layers leave their weights uninitialised (no random
+    numbers drawn, no initial curve fit): for loaders that overwrite every parameter anyway."""
+    previous = getattr(_SKIP_INIT, "on", False)
+    _SKIP_INIT.on = True
+    try:
+        yield
+    finally:
+        _SKIP_INIT.on = previous
 
 
 class KANLinear(nn.Module):
@@ -94,7 +111,8 @@ class KANLinear(nn.Module):
         self.spline_weight = nn.Parameter(torch.empty(self.out_features, self.in_features, C, device=device, dtype=dtype))
         if self.enable_standalone_scale_spline:
             self.spline_scaler = nn.Parameter(torch.empty(self.out_features, self.in_features, device=device, dtype=dtype))
-        self.reset_parameters()
+        if not getattr(_SKIP_INIT, "on", False):
+            self.reset_parameters()
 
     # -- parameters ------------------------------------------------------------------------
 

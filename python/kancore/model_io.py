@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -31,7 +30,7 @@ import torch.nn as nn
 
 FORMAT = "kancore.network"
 FORMAT_VERSION = "1"
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit: a header larger is hostile
+MAX_HEADER_BYTES = 16 * 1024 * 1024  # the C++ loader's limit, so both read what either writes
 _DTYPES = {"float32": ("F32", np.dtype("<f4"), torch.float32),
            "float64": ("F64", np.dtype("<f8"), torch.float64)}
 _RESERVED_METADATA = ("format", "format_version", "config")
@@ -132,16 +131,28 @@ def write_safetensors(path, arrays: Dict[str, np.ndarray], metadata: Dict[str, s
                         "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
+    for key, value in header["__metadata__"].items():
+        try:  # an unpaired surrogate would be written as "\ud800", which readers reject
+            key.encode("utf-8")
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"metadata {key!r}: not valid Unicode text ({exc.reason})") from None
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)  # the spec pads the header to a multiple of 8 bytes
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(f"the header would take {len(text)} bytes, more than the {MAX_HEADER_BYTES} "
+                         "a loader accepts (metadata too large)")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".kancore-", suffix=".tmp", dir=directory)
+    # A fresh name in the same directory, created with the mode open() would give (0666 & ~umask).
+    while True:
+        tmp = os.path.join(directory, f".kancore-{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
-        # mkstemp makes the file private (0600); give it the mode open() would have (0666 & ~umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             f.write(len(text).to_bytes(8, "little"))
             f.write(text)
@@ -156,6 +167,14 @@ def write_safetensors(path, arrays: Dict[str, np.ndarray], metadata: Dict[str, s
         except OSError:
             pass
         raise
+    try:  # make the rename itself durable
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory; the file itself is complete
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -184,7 +203,7 @@ def read_safetensors(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
         raise ValueError(f"{path}: truncated: header length {n} but only {len(data) - 8} bytes follow")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path}: the header is not valid UTF-8 JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise ValueError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
@@ -212,16 +231,18 @@ def read_safetensors(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
         if offsets[1] - offsets[0] != nbytes:
             raise ValueError(f"{path}: tensor {name!r}: shape {shape} {dt} needs {nbytes} bytes, "
                              f"data_offsets give {offsets[1] - offsets[0]}")
-        spans.append((offsets[0], offsets[1], name))
-        arrays[name] = np.frombuffer(body[offsets[0]:offsets[1]], dtype=codes[dt]).reshape(shape).copy()
+        spans.append((offsets[0], offsets[1], name, codes[dt], shape))
+    # Layout first, copies after: overlapping entries must not make us allocate more than the file.
     end = 0
-    for begin, stop, name in sorted(spans):
+    for begin, stop, name, _, _ in sorted(spans, key=lambda sp: (sp[0], sp[1])):
         if begin != end:
             raise ValueError(f"{path}: tensor {name!r} starts at byte {begin}, expected {end} "
                              "(tensors must be back to back without overlap)")
         end = stop
     if end != len(body):
         raise ValueError(f"{path}: the tensors cover {end} bytes of a {len(body)}-byte data section")
+    for begin, stop, name, dt, shape in spans:
+        arrays[name] = np.frombuffer(body[begin:stop], dtype=dt).reshape(shape).copy()
     return arrays, metadata
 
 
@@ -256,8 +277,8 @@ def parse_config(metadata: Dict[str, str]) -> dict:
           f"unsupported format_version {metadata.get('format_version')!r} (this reader knows {FORMAT_VERSION!r})")
     try:
         cfg = json.loads(metadata.get("config", ""), object_pairs_hook=_no_duplicates)
-    except (json.JSONDecodeError, ValueError) as exc:
-        raise ValueError(f"the 'config' metadata is not valid JSON: {exc}") from exc
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"the 'config' metadata is not valid JSON: {type(exc).__name__}: {exc}") from None
     _need(isinstance(cfg, dict), "the config must be a JSON object")
     _need(cfg.get("dtype") in _DTYPES, f"config dtype must be 'float32' or 'float64', got {cfg.get('dtype')!r}")
     _need(isinstance(cfg.get("layernorm"), bool), f"config 'layernorm' must be true or false, got {cfg.get('layernorm')!r}")
@@ -315,7 +336,7 @@ def _grid_range(L: dict):
 def load(path, device=None):
     """Read a kancore model file and return the ``KAN`` it describes (C0 layers come back with
     ``variant="B-spline"``). Raises ValueError on any malformed, truncated or inconsistent file."""
-    from .kan_linear import KAN
+    from .kan_linear import KAN, skip_initialisation
 
     arrays, metadata = read_safetensors(path)
     try:
@@ -341,17 +362,20 @@ def load(path, device=None):
     widths = [first["in_features"]] + [L["out_features"] for L in layers]
     eps = float(cfg.get("layernorm_eps", 1e-5))
     kinds = {L["kind"] for L in layers}
-    if first["kind"] == "c0":
-        model = KAN(widths, kind="c0", layernorm=cfg["layernorm"], layernorm_eps=eps,
-                    num_control_points=first["num_control_points"], spline_width=first["spline_width"],
-                    init="zero", dtype=tdtype)
-    else:
-        model = KAN(widths, grid_size=first["grid_size"], spline_order=first["spline_order"],
-                    grid_range=_grid_range(first), layernorm=cfg["layernorm"], layernorm_eps=eps, dtype=tdtype)
-    if len(kinds) > 1 or any(not _same_shape(L, first) for L in layers):
-        # Mixed kinds or per-layer sizes: build each layer as the file says.
-        model.layers = nn.ModuleList(_make_layer(L, tdtype) for L in layers)
-        model.kind = first["kind"] if len(kinds) == 1 else "mixed"
+    # Every parameter comes from the file: build without the (costly, random) initialisation.
+    with skip_initialisation():
+        if first["kind"] == "c0":
+            model = KAN(widths, kind="c0", layernorm=cfg["layernorm"], layernorm_eps=eps,
+                        num_control_points=first["num_control_points"], spline_width=first["spline_width"],
+                        init="zero", dtype=tdtype)
+        else:
+            model = KAN(widths, grid_size=first["grid_size"], spline_order=first["spline_order"],
+                        grid_range=_grid_range(first), layernorm=cfg["layernorm"], layernorm_eps=eps,
+                        dtype=tdtype)
+        if len(kinds) > 1 or any(not _same_shape(L, first) for L in layers):
+            # Mixed kinds or per-layer sizes: build each layer as the file says.
+            model.layers = nn.ModuleList(_make_layer(L, tdtype) for L in layers)
+            model.kind = first["kind"] if len(kinds) == 1 else "mixed"
     for j, L in enumerate(layers):
         if L["kind"] == "bspline" and "grid_eps" in L:
             ge = L["grid_eps"]

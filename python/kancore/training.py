@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 import numbers
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -44,19 +45,60 @@ REGS = ("auto", "coef", "smoothness", "edge_scale")
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> float:
     """The learning-rate multiplier of optimizer step ``step`` (0-based): (step+1)/warmup_steps
-    during the warmup, then a cosine from 1 down to ``min_lr_ratio`` at the last step."""
+    during the warmup, then a cosine from 1 toward ``min_lr_ratio``, which it would reach one
+    step after the last (so the last step still learns)."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
-    span = total_steps - warmup_steps - 1
+    span = total_steps - warmup_steps
     progress = 1.0 if span <= 0 else min(1.0, (step - warmup_steps) / span)
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _spline_attrs(module: nn.Module):
+    """The spline parameter names of a KAN layer (subclasses included; by class name for
+    efficient-kan's or kanditioned's own classes), else ()."""
+    from .kan_layer import KANLayer
+    from .kan_linear import KANLinear
+
+    if isinstance(module, KANLayer):
+        return _SPLINE_NAMES["KANLayer"]
+    if isinstance(module, KANLinear):
+        return _SPLINE_NAMES["KANLinear"]
+    return _SPLINE_NAMES.get(type(module).__name__, ())
+
+
+class _NoBar:
+    """Stands in for tqdm when no progress bar is wanted (or tqdm is not installed)."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar_class(progress: bool):
+    if not progress:
+        return _NoBar
+    try:
+        from tqdm.auto import tqdm  # notebook-aware progress bar
+    except ImportError:
+        warnings.warn("progress=True needs tqdm (pip install tqdm); training without a progress bar")
+        return _NoBar
+    return tqdm
 
 
 def spline_parameter_names(model: nn.Module) -> List[str]:
     """Names (as in ``model.named_parameters()``) of the spline parameters of every KAN layer."""
     names = []
     for prefix, module in model.named_modules():
-        for attr in _SPLINE_NAMES.get(type(module).__name__, ()):
+        for attr in _spline_attrs(module):
             if isinstance(getattr(module, attr, None), nn.Parameter):
                 names.append(f"{prefix}.{attr}" if prefix else attr)
     return names
@@ -312,7 +354,7 @@ class Trainer:
             X_test, y_test = self._prepare(X_test, y_test, "_test")
         until = steps if self.grid_update_until is None else int(self.grid_update_until)
 
-        from tqdm.auto import tqdm  # notebook-aware progress bar
+        tqdm = _progress_bar_class(self.progress)
 
         gen = torch.Generator().manual_seed(self.seed)
         n = X.shape[0]
@@ -366,7 +408,8 @@ class Trainer:
                     hist["step"].append(step + 1)
                     hist["train_loss"].append(run_loss / run_n)
                     hist["reg"].append(run_reg / run_n)
-                    hist["lr"].append(self.optimizer.param_groups[0]["lr"])
+                    g0 = self.optimizer.param_groups[0]  # base lr times the schedule, whatever group comes first
+                    hist["lr"].append(self.lr * g0["lr"] / g0["initial_lr"] if g0.get("initial_lr") else g0["lr"])
                     run_loss, run_reg, run_n = 0.0, 0.0, 0
                     post = {"loss": f"{hist['train_loss'][-1]:.3g}"}
                     if X_test is not None:

@@ -186,3 +186,18 @@ def test_plot_against_input_after_fit(tmp_path):
     xs = fig.axes[0].lines[0].get_xdata()
     assert xs.min() > 0  # the control points sit on the data (around 10), not on [-2, 2]
     assert (tmp_path / "m.png").stat().st_size > 0
+
+
+def test_partial_state_dict_keeps_other_layers_domains():
+    from kancore import KAN
+
+    torch.manual_seed(11)
+    model = KAN([2, 3, 2], kind="c0", num_control_points=6).double()
+    x = torch.randn(64, 2, dtype=torch.float64)
+    model(x, update_grid=True)
+    assert model.layers[1].input_scale is not None
+    before = model(x)
+    part = {k: v for k, v in model.state_dict().items() if k.startswith("layers.0.")}
+    model.load_state_dict(part, strict=False)
+    assert model.layers[1].input_scale is not None  # not covered by the state_dict: untouched
+    torch.testing.assert_close(model(x), before, rtol=0, atol=0)

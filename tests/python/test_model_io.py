@@ -218,7 +218,8 @@ def _corruptions():
     cases = {
         "offset past end": lambda h, b: (h[name(h)].__setitem__("data_offsets", [0, 10 ** 9]), b),
         "negative offset": lambda h, b: (h[name(h)].__setitem__("data_offsets", [-4, h[name(h)]["data_offsets"][1]]), b),
-        "overlap": lambda h, b: (h["layers.1.kan_weight"].__setitem__("data_offsets", h[name(h)]["data_offsets"]), b),
+        # same-size tensors, so only the layout check (not the size check) can catch it
+        "overlap": lambda h, b: (h["norms.0.bias"].__setitem__("data_offsets", h["norms.0.weight"]["data_offsets"]), b),
         "wrong dtype F16": lambda h, b: (h[name(h)].__setitem__("dtype", "F16"), b),
         "dtype F64 in a float32 file": lambda h, b: (
             h.update({k: {**v, "dtype": "F64", "shape": v["shape"][:-1] + [v["shape"][-1]],
@@ -253,10 +254,13 @@ def _corruptions():
 @pytest.mark.parametrize("case", sorted(_corruptions()))
 def test_corrupt_header_raises_value_error(tmp_path, case):
     header, body = _good_file(tmp_path)
-    header, body = _corruptions()[case](header, body)
+    body = _corruptions()[case](header, body)[1]  # each case edits the header in place
+    assert isinstance(header, dict) and "__metadata__" in header or case == "no metadata"
     path = _write(tmp_path, header, body)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as info:
         kancore.load(path)
+    # The rejection must be about the edit, not about a header that stopped being an object.
+    assert "must be a JSON object" not in str(info.value), str(info.value)
 
 
 @pytest.mark.parametrize("cut", [0, 4, 8, 20, -1, -100])
@@ -299,3 +303,37 @@ def test_good_file_of_the_catalogue_loads(tmp_path):
     # The catalogue's starting point is valid: each case fails because of its edit alone.
     header, body = _good_file(tmp_path)
     assert isinstance(kancore.load(_write(tmp_path, header, body)), KAN)
+
+
+def test_loading_draws_no_random_numbers_and_skips_the_initial_fit(tmp_path):
+    m, _ = _model(False, grid_size=200)  # efficient-kan's initial fit would be a (201 x 203) lstsq per input
+    path = tmp_path / "b.safetensors"
+    kancore.save(m, path)
+    torch.manual_seed(123)
+    kancore.load(path)
+    after_load = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(after_load, torch.rand(3))
+
+
+def test_many_entries_over_one_data_block_are_rejected_before_copying(tmp_path):
+    body = b"\0" * (1 << 20)
+    header = {f"t{j}": {"dtype": "F32", "shape": [1 << 18], "data_offsets": [0, 1 << 20]} for j in range(64)}
+    path = _write(tmp_path, header, body)
+    with pytest.raises(ValueError, match="back to back"):
+        kancore.load(path)
+
+
+def test_metadata_the_cpp_reader_would_reject_is_refused_on_save(tmp_path):
+    m, _ = _model(False)
+    with pytest.raises(ValueError, match="Unicode"):
+        kancore.save(m, tmp_path / "a.safetensors", metadata={"note": "\ud800"})
+    with pytest.raises(ValueError, match="header"):
+        kancore.save(m, tmp_path / "b.safetensors", metadata={"history": "x" * (17 << 20)})
+    assert not list(tmp_path.iterdir())  # nothing written, no temporary file left
+
+
+def test_deeply_nested_json_is_a_value_error(tmp_path):
+    path = _write(tmp_path, None, b"", raw_header=b"[" * 100000 + b"]" * 100000)
+    with pytest.raises(ValueError):
+        kancore.load(path)

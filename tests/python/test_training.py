@@ -137,9 +137,12 @@ def test_parameter_groups_have_the_right_learning_rates(kind):
 def test_warmup_cosine_schedule_values():
     assert [lr_factor(s, 10, 4) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
     assert lr_factor(4, 10, 4) == 1.0  # cosine starts at 1 after the warmup
-    assert lr_factor(9, 10, 4) == pytest.approx(0.0, abs=1e-15)  # and ends at min_lr_ratio
-    assert lr_factor(9, 10, 4, min_lr_ratio=0.1) == pytest.approx(0.1)
-    assert lr_factor(6, 11, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.6)))
+    # the cosine would reach min_lr_ratio one step after the last, so the last step still learns
+    assert lr_factor(9, 10, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / 6)))
+    assert lr_factor(9, 10, 4) > 0
+    assert lr_factor(9, 10, 4, min_lr_ratio=0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 5 / 6)))
+    assert lr_factor(6, 11, 0) == pytest.approx(0.5 * (1 + math.cos(math.pi * 6 / 11)))
+    assert lr_factor(0, 1, 0) == 1.0  # a single step runs at the full rate
     # The optimizer really runs at those rates (both groups scaled alike).
     ds = _data(64)
     torch.manual_seed(0)
