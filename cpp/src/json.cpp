@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <stdexcept>
 #include <system_error>
+#include <unordered_set>
 
 namespace kancore::json {
 namespace {
@@ -55,12 +56,12 @@ class Parser {
       ++p_;
       ws();
       if (peek() == '}' && !at_end()) { ++p_; return v; }
+      std::unordered_set<std::string> seen;  // linear, not quadratic, in hostile many-key objects
       for (;;) {
         ws();
         if (peek() != '"' || at_end()) err("expected a string key");
         std::string key = string();
-        for (const auto& k : v.keys)
-          if (k == key) err("duplicate key \"" + key + "\"");
+        if (!seen.insert(key).second) err("duplicate key \"" + key + "\"");
         ws();
         expect(':');
         ws();

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <stdexcept>
@@ -395,6 +396,11 @@ void save(const Network& net, const std::string& path) {
 }
 
 Network load(const std::string& path) {
+  // A directory opens as a stream on Linux and reports an absurd size: require a regular file.
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw std::runtime_error("kancore: cannot load " + path + ": not a regular file");
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error("kancore: cannot open " + path);
   f.seekg(0, std::ios::end);

@@ -556,7 +556,11 @@ double Network::regularization(double weight, bool add_to_grad) {
 
 void Network::update_grids(std::int64_t batch, const void* x, const GridUpdateSettings& s) {
   check_batch(batch, x, x);
-  impl_->update_grids(batch, x, s);
+  // Layers are updated one after another (each on the outputs of the updated ones before it):
+  // work on a copy and swap it in, so a throw in a later layer leaves the network unchanged.
+  auto next = impl_->clone();
+  next->update_grids(batch, x, s);
+  impl_ = std::move(next);
 }
 
 void Network::check_dtype(DType requested) const {

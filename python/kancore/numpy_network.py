@@ -26,6 +26,12 @@ __all__ = ["NumpyKAN"]
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
+def _native(a, dtype) -> np.ndarray:
+    """A C-contiguous, aligned array of dtype (a copy only when needed): the core reads raw
+    addresses, and a misaligned float pointer is undefined behaviour in C++."""
+    return np.require(a, dtype=dtype, requirements=["C", "A"])
+
+
 def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0] if a.size else 0
 
@@ -127,7 +133,7 @@ class NumpyKAN:
             shape = tuple(self._net.tensor_shape(name))
         except IndexError as exc:
             raise KeyError(name) from exc
-        value = np.ascontiguousarray(value, dtype=self.dtype)
+        value = _native(value, self.dtype)
         if value.shape != shape:
             raise ValueError(f"expected shape {shape} for {name}, got {value.shape}")
         self._net.set_tensor(name, _address(value))
@@ -144,7 +150,7 @@ class NumpyKAN:
         X = np.asarray(X)
         if X.ndim < 1 or X.shape[-1] != self.in_features:
             raise ValueError(f"expected inputs of shape (..., {self.in_features}), got {X.shape}")
-        return np.ascontiguousarray(X.reshape(-1, self.in_features), dtype=self.dtype)
+        return _native(X.reshape(-1, self.in_features), self.dtype)
 
     def predict(self, X) -> np.ndarray:
         """Network output for X of shape (..., in_features) -> (..., out_features)."""
@@ -165,7 +171,7 @@ class NumpyKAN:
         n = flat.shape[0]
         y = np.empty((n, self.out_features), dtype=self.dtype)
         self._net.forward_train(_address(flat), _address(y), n)
-        gy = np.ascontiguousarray(grad_y, dtype=self.dtype).reshape(n, self.out_features)
+        gy = _native(np.asarray(grad_y).reshape(n, self.out_features), self.dtype)
         gx = np.empty_like(flat)
         self._net.backward(_address(gy), _address(gx))
         return gx
@@ -183,13 +189,13 @@ class NumpyKAN:
         flat = self._inputs(X)
         n = flat.shape[0]
         if loss == "mse":
-            t = np.ascontiguousarray(np.asarray(y, dtype=self.dtype).reshape(n, self.out_features))
+            t = _native(np.asarray(y).reshape(n, self.out_features), self.dtype)
             return flat, t, None
         if loss == "cross_entropy":
             labels = np.asarray(y)
             if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
                 raise ValueError(f"expected {n} integer class labels, got shape {labels.shape} dtype {labels.dtype}")
-            return flat, None, np.ascontiguousarray(labels, dtype=np.int64)
+            return flat, None, _native(labels, np.int64)
         raise ValueError(f"expected loss 'mse' or 'cross_entropy', got {loss!r}")
 
     def fit(self, X, y, *, loss="mse", epochs=100, batch_size=64, lr=1e-2, lr_spline=None,
@@ -210,6 +216,8 @@ class NumpyKAN:
         """
         X, t, labels = self._targets(X, y, loss)
         vx = vt = vl = None
+        if validation is not None and len(validation[0]) == 0:
+            raise ValueError("expected a non-empty validation set, got 0 rows (pass validation=None)")
         if validation is not None:
             vx, vt, vl = self._targets(validation[0], validation[1], loss)
         keep = (X, t, labels, vx, vt, vl)  # the arrays must outlive the native call

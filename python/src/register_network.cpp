@@ -129,21 +129,19 @@ void register_network(py::module_& m) {
         const TensorView v = n.tensor(name);
         std::memcpy(v.data, ptr<const void>(src), static_cast<std::size_t>(v.numel()) * (v.dtype == DType::float64 ? 8 : 4));
       })
+      // The GIL stays held in every call: a Network has no lock of its own, and two Python
+      // threads using one network (say fit in one, predict in another) must not interleave.
       .def("forward", [](const Network& n, std::uintptr_t x, std::uintptr_t y, std::int64_t batch) {
-        py::gil_scoped_release release;
         n.forward(batch, ptr<const void>(x), ptr<void>(y));
       })
       .def("forward_train", [](Network& n, std::uintptr_t x, std::uintptr_t y, std::int64_t batch) {
-        py::gil_scoped_release release;
         n.forward_train(batch, ptr<const void>(x), ptr<void>(y));
       })
       .def("backward", [](Network& n, std::uintptr_t gy, std::uintptr_t gx) {
-        py::gil_scoped_release release;
         n.backward(ptr<const void>(gy), ptr<void>(gx));
       })
       .def("regularization", &Network::regularization, py::arg("weight"), py::arg("add_to_grad") = false)
       .def("update_grids", [](Network& n, std::uintptr_t x, std::int64_t batch) {
-        py::gil_scoped_release release;
         n.update_grids(batch, ptr<const void>(x));
       })
       .def("fit",
@@ -190,11 +188,8 @@ void register_network(py::module_& m) {
              }
              const Dataset train{rows, ptr<const void>(x), ptr<const void>(y), ptr<const std::int64_t>(labels)};
              const Dataset val{vrows, ptr<const void>(vx), ptr<const void>(vy), ptr<const std::int64_t>(vlabels)};
-             FitHistory h;
-             {
-               py::gil_scoped_release release;
-               h = fit(n, train, o, vrows > 0 ? &val : nullptr);
-             }
+             if (vrows == 0 && vx != 0) throw std::invalid_argument("kancore: expected a non-empty validation set, got 0 rows");
+             const FitHistory h = fit(n, train, o, vrows > 0 ? &val : nullptr);  // GIL held, see forward
              py::dict out;
              out["train_loss"] = h.train_loss;
              out["val_loss"] = h.val_loss;

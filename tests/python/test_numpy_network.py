@@ -227,3 +227,54 @@ def test_cmake_dir_is_printed():
     d = Path(out.stdout.strip())
     assert (d / "kancoreConfig.cmake").is_file() and (d / "kancoreTargets.cmake").is_file()
     assert Path(kancore.__file__).parent in d.parents
+
+
+def test_failed_grid_update_leaves_the_network_unchanged():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(64, 2))
+    net = NumpyKAN([2, 3, 1], kind=["bspline", "c0"], dtype="float64", seed=1)
+    net.update_grids(X)  # layer 1 now has a fitted domain
+    net.set_parameter("layers.1.input_scale", np.zeros(3))  # invalid: the next fit must refuse it
+    before = {k: v.copy() for k, v in net.parameters().items()}
+    with pytest.raises(ValueError):
+        net.update_grids(X)
+    after = net.parameters()
+    assert sorted(after) == sorted(before)
+    for k in before:  # layer 0 (updated first) must not have moved either
+        np.testing.assert_array_equal(after[k], before[k], err_msg=k)
+
+
+def test_loading_a_directory_is_a_clear_error(tmp_path):
+    with pytest.raises((RuntimeError, ValueError), match="not a regular file"):
+        NumpyKAN.load(tmp_path)
+
+
+def test_empty_validation_set_is_rejected():
+    X = np.zeros((8, 2))
+    net = NumpyKAN([2, 1], dtype="float64")
+    with pytest.raises(ValueError, match="non-empty"):
+        net.fit(X, np.zeros(8), epochs=1, validation=(X[:0], np.zeros(0)))
+
+
+def test_two_threads_on_one_network_do_not_crash():
+    import threading
+
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1, 1, size=(256, 2))
+    y = np.sin(X[:, :1])
+    net = NumpyKAN([2, 4, 1], kind="c0", dtype="float64")
+    errors = []
+
+    def train():
+        try:
+            for _ in range(5):
+                net.fit(X, y, epochs=2, grid_update_every=1, grid_update_until=2)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=train)
+    t.start()
+    for _ in range(200):
+        assert np.isfinite(net.predict(X)).all()
+    t.join()
+    assert not errors
