@@ -16,6 +16,22 @@
 namespace kancore {
 namespace {
 
+bool all_finite(Network& net) {
+  for (const auto& t : net.tensors()) {
+    const std::int64_t n = t.numel();
+    if (t.dtype == DType::float64) {
+      const double* p = static_cast<const double*>(t.data);
+      for (std::int64_t j = 0; j < n; ++j)
+        if (!std::isfinite(p[j])) return false;
+    } else {
+      const float* p = static_cast<const float*>(t.data);
+      for (std::int64_t j = 0; j < n; ++j)
+        if (!std::isfinite(p[j])) return false;
+    }
+  }
+  return true;
+}
+
 using dispatch::fail;
 
 template <class T>
@@ -194,7 +210,9 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
       hist.best_loss = monitored;
       since_best = 0;
       log.improved = true;
-      if (o.restore_best) best = net;
+      // The loss is averaged over the epoch's steps, but the copy is taken after the last one:
+      // never keep weights that this last step made non-finite as the "best".
+      if (o.restore_best && all_finite(net)) best = net;
     } else {
       ++since_best;
     }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "json.hpp"
@@ -373,10 +374,14 @@ void save(const Network& net, const std::string& path) {
   const std::string bytes = serialize(net);
   static std::atomic<unsigned> counter{0};
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  // 0666 & ~umask, as a plain open() would give; an existing file keeps its own mode.
+  struct stat old{};
+  const bool replacing = ::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) throw std::runtime_error("kancore: cannot create " + tmp + ": " + std::strerror(errno));
   bool open = true;
   try {
+    if (replacing) ::fchmod(fd, old.st_mode & 07777);
     write_all(fd, bytes.data(), bytes.size(), tmp);
     if (::fsync(fd) != 0) throw std::runtime_error("kancore: fsync of " + tmp + " failed: " + std::strerror(errno));
     open = false;  // close releases the descriptor even when it reports an error
@@ -392,6 +397,14 @@ void save(const Network& net, const std::string& path) {
     const int err = errno;
     ::unlink(tmp.c_str());
     throw std::runtime_error("kancore: cannot replace " + path + ": " + std::strerror(err));
+  }
+  // Make the rename durable too (best effort: not every filesystem can fsync a directory).
+  const std::string dir = std::filesystem::path(path).has_parent_path()
+                              ? std::filesystem::path(path).parent_path().string() : std::string(".");
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
   }
 }
 
