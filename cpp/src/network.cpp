@@ -58,7 +58,8 @@ void validate(const NetworkConfig& c) {
   if (c.dtype != DType::float32 && c.dtype != DType::float64) fail("expected dtype float32 or float64");
   if (c.layers.empty()) fail("expected at least one layer, got 0");
   if (c.layers.size() > 4096) fail("expected at most 4096 layers, got " + std::to_string(c.layers.size()));
-  if (c.layernorm && !(std::isfinite(c.layernorm_eps) && c.layernorm_eps > 0)) {
+  // Checked even without LayerNorm: the model file always carries it.
+  if (!(std::isfinite(c.layernorm_eps) && c.layernorm_eps > 0)) {
     fail("expected a finite layernorm_eps > 0, got " + std::to_string(c.layernorm_eps));
   }
   for (std::size_t j = 0; j < c.layers.size(); ++j) {
@@ -72,6 +73,7 @@ void validate(const NetworkConfig& c) {
         if (!(std::isfinite(l.grid_min) && std::isfinite(l.grid_max) && l.grid_min < l.grid_max)) {
           fail("expected finite grid_min < grid_max");
         }
+        if (!std::isfinite(l.scale_noise)) fail("expected a finite scale_noise");
       } else {
         fail("expected layer kind c0 or bspline");
       }

@@ -101,6 +101,7 @@ class Network {
   ~Network();
   Network(const Network& other);
   Network& operator=(const Network& other);
+  // A moved-from Network may only be assigned to or destroyed.
   Network(Network&&) noexcept;
   Network& operator=(Network&&) noexcept;
 
