@@ -18,12 +18,7 @@ using dispatch::elem_size;
 using dispatch::fail;
 using dispatch::require;
 
-// True for CUDA, false for the CPU; anything else is an error.
-bool on_cuda(const Device& device) {
-  if (device.type == DeviceType::cuda) return true;
-  if (device.type != DeviceType::cpu) fail("expected device cpu or cuda");
-  return false;
-}
+using dispatch::on_cuda;
 
 // Knots must be finite and non-decreasing per feature: the basis search relies on it.
 template <class T>

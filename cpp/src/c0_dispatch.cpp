@@ -18,11 +18,7 @@ using dispatch::elem_size;
 using dispatch::fail;
 using dispatch::require;
 
-bool on_cuda(const ExecContext& ctx) {
-  if (ctx.device.type == DeviceType::cuda) return true;
-  if (ctx.device.type != DeviceType::cpu) fail("expected device cpu or cuda");
-  return false;
-}
+bool on_cuda(const ExecContext& ctx) { return dispatch::on_cuda(ctx.device); }
 
 }  // namespace
 

@@ -33,6 +33,13 @@ inline void check_workspace(std::size_t need, const void* ws, std::size_t ws_byt
   }
 }
 
+// True for CUDA, false for the CPU; any other device type is an error.
+inline bool on_cuda(const Device& device) {
+  if (device.type == DeviceType::cuda) return true;
+  if (device.type != DeviceType::cpu) fail("expected device cpu or cuda");
+  return false;
+}
+
 // Calls fn(T{}) with T the C++ type of dtype.
 template <class Fn>
 void by_dtype(DType dtype, Fn&& fn) {

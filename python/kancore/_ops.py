@@ -100,16 +100,17 @@ def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "
 
 
 def _torch_device_args(t) -> Tuple[str, int, int]:
-    """(device type, index, stream address) of a torch tensor for the core: on CUDA the current
-    stream of its device, so kernels queue behind the caller's work."""
+    """(device type, index, stream address) of a torch tensor (or torch.device) for the core: on
+    CUDA the current stream of its device, so kernels queue behind the caller's work."""
     import torch
 
-    if t.device.type == "cuda":
-        index = t.device.index if t.device.index is not None else torch.cuda.current_device()
-        return "cuda", index, torch.cuda.current_stream(t.device).cuda_stream
-    if t.device.type == "cpu":
+    device = t if isinstance(t, torch.device) else t.device
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return "cuda", index, torch.cuda.current_stream(device).cuda_stream
+    if device.type == "cpu":
         return "cpu", 0, 0
-    raise ValueError(f"expected a cpu or cuda tensor, got device {t.device}")
+    raise ValueError(f"expected a cpu or cuda tensor, got device {device}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,7 +128,7 @@ def torch_ops() -> SimpleNamespace:
         while the kernels are still queued). The tensor is returned to keep it alive."""
         if impl != "sparse_matmul_csr" and device.type != "cuda":
             return None, 0, 0  # the CPU's fused path needs none
-        index = device.index if device.index is not None else 0
+        _, index, _ = _torch_device_args(device)
         nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, device.type, backward, index)
         if nbytes == 0:
             return None, 0, 0
@@ -432,7 +433,7 @@ def torch_bspline_ops() -> SimpleNamespace:
 
     def _ws(shape, dtype, device, backward):
         """Scratch memory for one call from torch's allocator (stream-ordered on CUDA)."""
-        dev_type, index, _ = _torch_device_args(torch.empty(0, device=device))
+        dev_type, index, _ = _torch_device_args(device)
         nbytes = _core.bspline_workspace_bytes(*shape, dtype, dev_type, backward, index)
         return torch.empty(max(nbytes, 1), dtype=torch.uint8, device=device), nbytes
 

@@ -337,6 +337,22 @@ inline std::string describe(const Shape& s) {
   return o.str();
 }
 
+// Appends `count` random shapes: batch in [0, max_batch], in/out from 1, K log-uniform in
+// [2, 256], W log-uniform in [0.05, 20].
+inline void append_random_shapes(std::vector<Shape>& v, std::uint64_t seed, int count,
+                                 std::int64_t max_batch, std::int64_t max_in, std::int64_t max_out) {
+  Rng rng(seed);
+  for (int n = 0; n < count; ++n) {
+    Shape s;
+    s.batch = rng.integer(0, max_batch);
+    s.in = rng.integer(1, max_in);
+    s.out = rng.integer(1, max_out);
+    s.num_control_points = static_cast<std::int64_t>(std::llround(rng.log_uniform(2, 256)));
+    s.spline_width = rng.log_uniform(0.05, 20);
+    v.push_back(s);
+  }
+}
+
 // A fixed set of shapes: the K values 2, 3, 31, 256, batch 0, sizes on both sides of typical
 // SIMD / tile widths (8, 16, 32, 64, 256 outputs; 16 and 128 inputs), K beyond 4096 (the kernels
 // may switch strategy for very many control points), then random shapes. Nothing here depends on
@@ -349,16 +365,7 @@ inline std::vector<Shape> test_shapes() {
       {21, 16, 16, 8, 2.0},   {3, 17, 63, 3, 1.0},    {19, 15, 129, 11, 5.0},  {40, 2, 3, 5000, 4.0},
       {6, 1, 70, 4097, 0.7},
   };
-  Rng rng(20240611);
-  for (int n = 0; n < 16; ++n) {
-    Shape s;
-    s.batch = rng.integer(0, 50);
-    s.in = rng.integer(1, 70);
-    s.out = rng.integer(1, 70);
-    s.num_control_points = static_cast<std::int64_t>(std::llround(rng.log_uniform(2, 256)));
-    s.spline_width = rng.log_uniform(0.05, 20);
-    v.push_back(s);
-  }
+  append_random_shapes(v, 20240611, 16, 50, 70, 70);
   return v;
 }
 

@@ -69,16 +69,7 @@ std::vector<Shape> cuda_shapes() {
       {65, 8, 64, 33, 1.25},  {7, 2, 1, 256, 0.1},   {300, 70, 33, 128, 4.0}, {40, 5, 3, 300, 4.0},
       {31, 3, 40, 600, 0.7},  {2000, 3, 5, 16, 4.0},
   };
-  Rng rng(424242);
-  for (int n = 0; n < 10; ++n) {
-    Shape s;
-    s.batch = rng.integer(0, 300);
-    s.in = rng.integer(1, 100);
-    s.out = rng.integer(1, 140);
-    s.num_control_points = static_cast<std::int64_t>(std::llround(rng.log_uniform(2, 256)));
-    s.spline_width = rng.log_uniform(0.05, 20);
-    v.push_back(s);
-  }
+  append_random_shapes(v, 424242, 10, 300, 100, 140);
   return v;
 }
 

@@ -73,3 +73,20 @@ def reference_backward(x, C, W, g):
             grad_table[ii, k[b, ii]] += (1 - t[b, ii]) * g[b]
             grad_table[ii, k[b, ii] + 1] += t[b, ii] * g[b]
     return grad_x, grad_table
+
+
+def assert_same_as_cpu(got, want, tol, what, relative=False):
+    """A device result against the CPU's: the same NaN pattern, the same infinities, finite where
+    the CPU is finite, and max |got - want| (divided by 1 + |want| when relative) <= tol."""
+    got, want = got.detach().cpu(), want.detach().cpu()
+    assert torch.equal(torch.isnan(got), torch.isnan(want)), f"{what}: NaN pattern differs"
+    inf = torch.isinf(want)
+    assert torch.equal(got[inf], want[inf]), f"{what}: inf values differ"
+    finite = torch.isfinite(want)
+    assert torch.isfinite(got[finite]).all(), f"{what}: non-finite where the CPU is finite"
+    if finite.any():
+        diff = (got[finite] - want[finite]).abs()
+        if relative:
+            diff = diff / (1 + want[finite].abs())
+        err = diff.max().item()
+        assert err <= tol, f"{what}: max {'relative ' if relative else ''}|cuda - cpu| = {err:.3e} > {tol:.3e}"

@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import assert_same_as_cpu  # noqa: E402
 from kancore import KAN, KANLinear  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -41,14 +42,7 @@ def _x(N, I, dtype, seed):
 
 
 def _same(got, want, tol, what):
-    got, want = got.detach().cpu(), want.detach().cpu()
-    assert torch.equal(torch.isnan(got), torch.isnan(want)), f"{what}: NaN pattern differs"
-    inf = torch.isinf(want)
-    assert torch.equal(got[inf], want[inf]), f"{what}: inf values differ"
-    fin = torch.isfinite(want)
-    if fin.any():
-        err = ((got[fin] - want[fin]).abs() / (1 + want[fin].abs())).max().item()
-        assert err <= tol, f"{what}: max relative error {err:.3g} > {tol:.3g}"
+    assert_same_as_cpu(got, want, tol, what, relative=True)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

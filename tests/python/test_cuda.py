@@ -14,7 +14,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import RTOL  # noqa: E402
+from conftest import RTOL, assert_same_as_cpu  # noqa: E402
 from kancore import KANLayer  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
@@ -51,14 +51,7 @@ def _inputs(N, I, W, dtype, seed, nonfinite=True):
 
 
 def _assert_same(got, want, atol, what):
-    got, want = got.detach().cpu(), want.detach().cpu()
-    assert torch.equal(torch.isnan(got), torch.isnan(want)), f"{what}: NaN pattern differs"
-    inf = torch.isinf(want)
-    assert torch.equal(got[inf], want[inf]), f"{what}: inf values differ"
-    finite = torch.isfinite(want)
-    assert torch.isfinite(got[finite]).all(), f"{what}: non-finite where the CPU is finite"
-    err = (got[finite] - want[finite]).abs().max().item() if finite.any() else 0.0
-    assert err <= atol, f"{what}: max |cuda - cpu| = {err:.3e} > {atol:.3e}"
+    assert_same_as_cpu(got, want, atol, what)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -73,9 +73,13 @@ def test_plot_network_renders_with_and_without_data(tmp_path, kw):
     ax = fig2.get_axes()[0]
     # Per edge: two wires and one curve; 2*3 + 3*1 = 9 edges, plus the node markers.
     assert len(ax.get_lines()) == 9 * 3
-    # Importance from data: the wire opacity follows the edge scales (strongest edge opaque).
+    # Importance from data: each first-layer edge's opacity is 0.08 + 0.92 * its edge scale on x
+    # relative to the layer's largest (lines come per edge, input-major, three per edge).
     alphas = [line.get_alpha() for line in ax.get_lines()]
     assert max(alphas) == pytest.approx(1.0) and min(alphas) >= 0.08
+    scales = model.layers[0].edge_scales(x).numpy()  # (out, in)
+    expected = [0.08 + 0.92 * scales[o, i] / scales.max() for i in range(2) for o in range(3)]
+    np.testing.assert_allclose(alphas[0:18:3], expected, rtol=1e-6)
     fig2.savefig(tmp_path / "net2.png")
     assert (tmp_path / "net2.png").read_bytes()[:8] == PNG
     with pytest.raises(TypeError, match="plot_network"):

@@ -382,16 +382,19 @@ void forward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* W
   const std::int64_t IB = std::clamp<std::int64_t>(kPatch / taps, 1, kMaxInBlock);
   const std::int64_t row_blocks = ceil_div(N, kRows), out_chunks = ceil_div(O, kOutChunk);
   const bool bucketed = taps <= kMaxBucketTaps;
-#pragma omp parallel for collapse(2) schedule(static) if (worth_parallel(s))
+#pragma omp parallel if (worth_parallel(s))
+  {
+  // Scratch per thread, allocated once per call (not per work item).
+  std::vector<T> w_store(kRows * kPatch);
+  T(*w)[kPatch] = reinterpret_cast<T(*)[kPatch]>(w_store.data());
+  // Per input of the block: bucket starts (G + 1), a scratch copy (G), the sorted rows.
+  std::vector<std::int32_t> sorted(bucketed ? kMaxInBlock * (2 * G + 1 + kRows) : 0);
+#pragma omp for collapse(2) schedule(static)
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
     for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
       const std::int64_t b0 = rb * kRows, nb = std::min(kRows, N - b0);
       const std::int64_t oc0 = oc * kOutChunk, oc1 = std::min(O, oc0 + kOutChunk);
       std::int32_t first[kRows][kMaxInBlock];
-      std::vector<T> w_store(kRows * kPatch);
-      T(*w)[kPatch] = reinterpret_cast<T(*)[kPatch]>(w_store.data());
-      // Per input of the block: bucket starts (G + 1), a scratch copy (G), the sorted rows.
-      std::vector<std::int32_t> sorted(bucketed ? kMaxInBlock * (2 * G + 1 + kRows) : 0);
       alignas(64) T acc[OT];
       for (std::int64_t i0 = 0; i0 < I; i0 += IB) {
         const std::int64_t ni = std::min(IB, I - i0);
@@ -452,6 +455,7 @@ void forward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* W
       }
     }
   }
+  }  // omp parallel
 }
 
 template <class T>
@@ -477,15 +481,17 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
   const bool bucketed = taps <= kMaxBucketTaps;
   const std::int64_t full_tiles_end = bucketed ? (O / OT) * OT : 0;  // the rest goes row by row
   if (gx || need_table_grad) {
-#pragma omp parallel for schedule(dynamic, 1) if (worth_parallel(s))
+#pragma omp parallel if (worth_parallel(s))
+    {
+    // Scratch per thread, allocated once per call: basis values and slopes of one input over
+    // a row chunk (evaluated before the row loop), then the chunk's rows grouped by interval.
+    std::vector<T> v(kRowChunk * taps), d(kRowChunk * taps);
+    std::vector<Vec<T>> dot(kRowChunk);
+    std::vector<std::int32_t> f(kRowChunk), sorted(2 * G + 1 + kRowChunk);
+#pragma omp for schedule(dynamic, 1)
     for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
       const std::int64_t i0 = ib * kInBlock, i1 = std::min(I, i0 + kInBlock);
       if (need_table_grad) std::fill(gtable + i0 * C * O, gtable + i1 * C * O, T(0));
-      // Basis values and slopes of one input over a row chunk, evaluated before the row loop,
-      // then the chunk's rows grouped by interval.
-      std::vector<T> v(kRowChunk * taps), d(kRowChunk * taps);
-      std::vector<Vec<T>> dot(kRowChunk);
-      std::vector<std::int32_t> f(kRowChunk), sorted(2 * G + 1 + kRowChunk);
       for (std::int64_t b0 = 0; b0 < N; b0 += kRowChunk) {
         const std::int64_t b1 = std::min(N, b0 + kRowChunk), nb = b1 - b0;
         for (std::int64_t i = i0; i < i1; ++i) {
@@ -541,6 +547,7 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
         }
       }
     }
+    }  // omp parallel
   }
 
   // Base branch: grad_base_weight = grad_y^T silu(x); grad_x += silu'(x) * (grad_y base_weight).
