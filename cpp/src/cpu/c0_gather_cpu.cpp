@@ -11,6 +11,11 @@
 // order: results are deterministic run to run.
 #include <algorithm>
 #include <cstdint>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "../c0_segment.hpp"
 #include "c0_cpu.hpp"
@@ -286,6 +291,86 @@ void backward_table_scatter(const Shape& s, const T* x, const T* grad_y, T* grad
   }
 }
 
+// Stores one output tile (four vectors). With `stream`, as non-temporal stores that bypass the
+// caches: grad_table rows written once and not read again soon (the whole batch in one chunk)
+// would otherwise first be read from memory and then evict the table and grad_y. p must then be
+// 64-byte aligned, and the caller must fence (_mm_sfence) before the data is used elsewhere.
+template <class T>
+inline void store_tile(T* p, const Vec<T>& v0, const Vec<T>& v1, const Vec<T>& v2,
+                       const Vec<T>& v3, bool stream) {
+  constexpr std::int64_t L = kLanes<T>;
+#if defined(__AVX512F__)
+  if (stream) {
+    if constexpr (sizeof(T) == 4) {
+      _mm512_stream_ps(reinterpret_cast<float*>(p), (__m512)v0);
+      _mm512_stream_ps(reinterpret_cast<float*>(p + L), (__m512)v1);
+      _mm512_stream_ps(reinterpret_cast<float*>(p + 2 * L), (__m512)v2);
+      _mm512_stream_ps(reinterpret_cast<float*>(p + 3 * L), (__m512)v3);
+    } else {
+      _mm512_stream_pd(reinterpret_cast<double*>(p), (__m512d)v0);
+      _mm512_stream_pd(reinterpret_cast<double*>(p + L), (__m512d)v1);
+      _mm512_stream_pd(reinterpret_cast<double*>(p + 2 * L), (__m512d)v2);
+      _mm512_stream_pd(reinterpret_cast<double*>(p + 3 * L), (__m512d)v3);
+    }
+    return;
+  }
+#else
+  (void)stream;  // plain stores elsewhere (streaming is only a cache-traffic optimisation)
+#endif
+  store(p, v0);
+  store(p + L, v1);
+  store(p + 2 * L, v2);
+  store(p + 3 * L, v3);
+}
+
+// Lane j of the result = the sum of the lanes of v[j], for kLanes<T> vectors at once: a
+// transpose-and-add tree (about 3 operations per vector instead of a 16-step serial sum).
+inline Vec<float> sum_lanes_each(const Vec<float>* v) {
+  Vec<float> w[8], x[4], y[2];
+  for (int j = 0; j < 8; ++j) {  // lanes 0-7: v[j]'s partial sums; 8-15: v[j+8]'s
+    w[j] = __builtin_shufflevector(v[j], v[j + 8], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           __builtin_shufflevector(v[j], v[j + 8], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  }
+  for (int j = 0; j < 4; ++j) {  // lane groups of 4: v[j], v[j+4], v[j+8], v[j+12]
+    x[j] = __builtin_shufflevector(w[j], w[j + 4], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27) +
+           __builtin_shufflevector(w[j], w[j + 4], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+  }
+  for (int j = 0; j < 2; ++j) {  // lane pairs: v[j], v[j+2], v[j+4], ..., v[j+14]
+    y[j] = __builtin_shufflevector(x[j], x[j + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
+           __builtin_shufflevector(x[j], x[j + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+  }
+  return __builtin_shufflevector(y[0], y[1], 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30) +
+         __builtin_shufflevector(y[0], y[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+}
+inline Vec<double> sum_lanes_each(const Vec<double>* v) {
+  Vec<double> w[4], x[2];
+  for (int j = 0; j < 4; ++j) {  // lanes 0-3: v[j]'s partial sums; 4-7: v[j+4]'s
+    w[j] = __builtin_shufflevector(v[j], v[j + 4], 0, 1, 2, 3, 8, 9, 10, 11) +
+           __builtin_shufflevector(v[j], v[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+  for (int j = 0; j < 2; ++j) {  // lane pairs: v[j], v[j+2], v[j+4], v[j+6]
+    x[j] = __builtin_shufflevector(w[j], w[j + 2], 0, 1, 8, 9, 4, 5, 12, 13) +
+           __builtin_shufflevector(w[j], w[j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+  }
+  return __builtin_shufflevector(x[0], x[1], 0, 8, 2, 10, 4, 12, 6, 14) +
+         __builtin_shufflevector(x[0], x[1], 1, 9, 3, 11, 5, 13, 7, 15);
+}
+
+// dots[p] += the lane sum of dotv[p], p < n.
+template <class T>
+void add_lane_sums(const Vec<T>* dotv, std::int64_t n, T* dots) {
+  constexpr std::int64_t L = kLanes<T>;
+  std::int64_t p = 0;
+  for (; p + L <= n; p += L) store(dots + p, load(dots + p) + sum_lanes_each(dotv + p));
+  for (; p < n; ++p) {
+    T sum = T(0);
+    for (std::int64_t l = 0; l < L; ++l) sum += dotv[p][l];
+    dots[p] += sum;
+  }
+}
+
+constexpr std::int64_t kPrefetchRows = 4;  // table rows prefetched ahead in the fused backward
+
 // The gradients of one input i for one output tile, from a chunk of rows sorted by interval.
 // Bucket k's rows load their grad_y tile once and use it for (1-t) g into grad_table row k, t g
 // into row k+1 (carried in registers to the next bucket) and, with kSlope, g . (C[k+1] - C[k])
@@ -293,7 +378,7 @@ void backward_table_scatter(const Shape& s, const T* x, const T* grad_y, T* grad
 // row by the caller).
 template <class T, bool kSlope>
 __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
-    T* dC, bool first_chunk, const T* Ci, std::int64_t O, std::int64_t K,
+    T* dC, bool first_chunk, bool stream, const T* Ci, std::int64_t O, std::int64_t K,
     const T* __restrict gy, const std::int32_t* start, const std::int32_t* order,
     const T* tsorted, Vec<T>* dotv) {
   constexpr std::int64_t L = kLanes<T>;
@@ -319,6 +404,12 @@ __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
     if constexpr (kSlope) {
       const T* lo = Ci + k * O;
       const T* hi = lo + O;
+      // The table rows come from memory, a few buckets ahead (the hardware prefetchers do not
+      // see this 1-row-per-bucket stride in time).
+      if (k + kPrefetchRows < K) {
+        const T* ahead = lo + kPrefetchRows * O;
+        for (std::int64_t l = 0; l < 4 * L; l += L) __builtin_prefetch(ahead + l);
+      }
       d0 = load(hi) - load(lo);
       d1 = load(hi + L) - load(lo + L);
       d2 = load(hi + 2 * L) - load(lo + 2 * L);
@@ -344,21 +435,13 @@ __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
         dotv[p] += dot;
       }
     }
-    T* row = dC + k * O;
-    store(row, c0);
-    store(row + L, c1);
-    store(row + 2 * L, c2);
-    store(row + 3 * L, c3);
+    store_tile(dC + k * O, c0, c1, c2, c3, stream);
     c0 = n0;
     c1 = n1;
     c2 = n2;
     c3 = n3;
   }
-  T* last = dC + (K - 1) * O;
-  store(last, c0);
-  store(last + L, c1);
-  store(last + 2 * L, c2);
-  store(last + 3 * L, c3);
+  store_tile(dC + (K - 1) * O, c0, c1, c2, c3, stream);
 }
 
 // The same for a partial tile of `width` outputs (scalar partials in `dots`).
@@ -395,9 +478,16 @@ void fused_grad_partial_tile(T* dC, const T* Ci, std::int64_t O, std::int64_t K,
   }
 }
 
-constexpr std::int64_t kFusedRows = 256;    // rows per sorted chunk in the fused backward
-constexpr std::int64_t kFusedInputs = 16;   // inputs per work item: x and grad_x are read and
-                                            // written in contiguous runs of this many
+// Rows sorted at once in the fused backward. A whole typical batch fits, so every grad_table
+// row is written exactly once (streamed past the caches) and every table row read once; larger
+// batches go in chunks of this many rows, each adding to what the previous ones stored.
+constexpr std::int64_t kFusedRows = 2048;
+constexpr std::int64_t kFusedInputs = 16;  // inputs per work item: x and grad_x are read and
+                                           // written in contiguous runs of this many
+// Outputs per pass over a block's inputs: the grad_y columns of one pass (rows x this many)
+// stay in L2 while every input of the block uses them.
+template <class T>
+constexpr std::int64_t kPassOutputs = 2 * kOutTile<T>;
 
 // Interval index and raw offset t (no zeroing: the gradients follow IEEE rules) of n
 // consecutive inputs of one row, as one SIMD loop.
@@ -420,81 +510,101 @@ void sorted_backward(const Shape& s, const T* x, const T* table, const T* grad_y
                      T* grad_table) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   constexpr std::int64_t OT = kOutTile<T>;
-  constexpr std::int64_t L = kLanes<T>;
+  constexpr std::int64_t IB = kFusedInputs;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-  const std::int64_t in_blocks = ceil_div(I, kFusedInputs);
+  const std::int64_t in_blocks = ceil_div(I, IB);
+  const std::int64_t R = std::min(N, kFusedRows);  // rows per chunk
+  // Streaming stores need 64-byte aligned tiles; a batch in several chunks re-reads its rows.
+  const bool stream = N <= R && O * static_cast<std::int64_t>(sizeof(T)) % 64 == 0 &&
+                      reinterpret_cast<std::uintptr_t>(grad_table) % 64 == 0;
 
-  // Work item: a block of inputs with all their outputs (grad_x[:, block] and grad_table[block]
-  // are owned, so there are no write conflicts, and every sum has a fixed order: deterministic).
-#pragma omp parallel for schedule(dynamic, 1) if (worth_parallel(s))
-  for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
-    const std::int64_t i0 = ib * kFusedInputs, ni = std::min(kFusedInputs, I - i0);
-    // Full output tiles are initialised by the first row chunk; only a ragged last tile (updated
-    // in place) needs zeros first.
-    const std::int64_t full = O / OT * OT;
-    if (full < O) {
-      for (std::int64_t row = i0 * K; row < (i0 + ni) * K; ++row) {
-        for (std::int64_t o = full; o < O; ++o) grad_table[row * O + o] = T(0);
+#pragma omp parallel if (worth_parallel(s))
+  {
+    // Scratch per thread, allocated once per call. Per input of the block (index ii): bucket
+    // starts, the chunk's rows sorted by bucket with their t, and the rows' slope dots.
+    std::vector<std::int32_t> key(R * IB), order(IB * R), start(IB * (K + 1));
+    std::vector<T> tval(R * IB), tsorted(IB * R), dots(kInput ? IB * R : 0);
+    std::vector<Vec<T>> dotv(kInput ? R : 0);  // one pass's vector partials of the dots
+
+    // Work item: a block of inputs with all their outputs (grad_x[:, block] and grad_table[block]
+    // are owned, so there are no write conflicts, and every sum has a fixed order: deterministic).
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
+      const std::int64_t i0 = ib * IB, ni = std::min(IB, I - i0);
+      // Full output tiles are initialised by the first row chunk; only a ragged last tile
+      // (updated in place) needs zeros first.
+      const std::int64_t full = O / OT * OT;
+      if (full < O) {
+        for (std::int64_t row = i0 * K; row < (i0 + ni) * K; ++row) {
+          for (std::int64_t o = full; o < O; ++o) grad_table[row * O + o] = T(0);
+        }
       }
-    }
-    std::int32_t key[kFusedRows][kFusedInputs];
-    T tval[kFusedRows][kFusedInputs], slope_dot[kFusedRows][kFusedInputs];
-    std::int32_t start[kMaxSortK + 1];
-    std::int32_t order[kFusedRows];
-    T tsorted[kFusedRows], dots[kFusedRows];
-    Vec<T> dotv[kFusedRows];
-    for (std::int64_t b0 = 0; b0 < N; b0 += kFusedRows) {
-      const std::int64_t nb = std::min(kFusedRows, N - b0);
-      for (std::int64_t r = 0; r < nb; ++r) {
-        locate_row_raw(g, x + (b0 + r) * I + i0, ni, key[r], tval[r]);
-      }
-      const T* gy = grad_y + b0 * O;
-      for (std::int64_t ii = 0; ii < ni; ++ii) {
-        const std::int64_t i = i0 + ii;
-        T* dC = grad_table + i * K * O;
-        const T* Ci = kInput ? table + i * K * O : nullptr;
-        // Stable counting sort of the chunk's rows by interval k.
-        for (std::int64_t k = 0; k <= K; ++k) start[k] = 0;
-        for (std::int64_t r = 0; r < nb; ++r) ++start[key[r][ii] + 1];
-        for (std::int64_t k = 0; k < K; ++k) start[k + 1] += start[k];
+      for (std::int64_t b0 = 0; b0 < N; b0 += R) {
+        const std::int64_t nb = std::min(R, N - b0);
         for (std::int64_t r = 0; r < nb; ++r) {
-          const std::int32_t p = start[key[r][ii]]++;
-          order[p] = static_cast<std::int32_t>(r);
-          tsorted[p] = tval[r][ii];
+          locate_row_raw(g, x + (b0 + r) * I + i0, ni, &key[r * IB], &tval[r * IB]);
         }
-        for (std::int64_t k = K; k > 0; --k) start[k] = start[k - 1];
-        start[0] = 0;
-        for (std::int64_t p = 0; p < nb; ++p) {
-          dotv[p] = Vec<T>{};
-          dots[p] = T(0);
+        // Stable counting sort of the chunk's rows by interval k, per input.
+        for (std::int64_t ii = 0; ii < ni; ++ii) {
+          std::int32_t* st = &start[ii * (K + 1)];
+          std::int32_t* ord = &order[ii * R];
+          T* ts = &tsorted[ii * R];
+          std::fill(st, st + K + 1, 0);
+          for (std::int64_t r = 0; r < nb; ++r) ++st[key[r * IB + ii] + 1];
+          for (std::int64_t k = 0; k < K; ++k) st[k + 1] += st[k];
+          for (std::int64_t r = 0; r < nb; ++r) {
+            const std::int32_t p = st[key[r * IB + ii]]++;
+            ord[p] = static_cast<std::int32_t>(r);
+            ts[p] = tval[r * IB + ii];
+          }
+          for (std::int64_t k = K; k > 0; --k) st[k] = st[k - 1];
+          st[0] = 0;
         }
-        std::int64_t o0 = 0;
-        for (; o0 + OT <= O; o0 += OT) {
-          fused_grad_full_tile<T, kInput>(dC + o0, b0 == 0, Ci + o0, O, K, gy + o0, start, order,
-                                          tsorted, dotv);
-        }
-        if (o0 < O) {
-          fused_grad_partial_tile<T, kInput>(dC + o0, Ci + o0, O, K, O - o0, gy + o0, start,
-                                             order, tsorted, dots);
+        if constexpr (kInput) std::fill(dots.begin(), dots.begin() + ni * R, T(0));
+        const T* gy = grad_y + b0 * O;
+        for (std::int64_t p0 = 0; p0 < O; p0 += kPassOutputs<T>) {
+          const std::int64_t p1 = std::min(O, p0 + kPassOutputs<T>);
+          for (std::int64_t ii = 0; ii < ni; ++ii) {
+            const std::int64_t i = i0 + ii;
+            const std::int32_t* st = &start[ii * (K + 1)];
+            const std::int32_t* ord = &order[ii * R];
+            const T* ts = &tsorted[ii * R];
+            T* dC = grad_table + i * K * O;
+            const T* Ci = kInput ? table + i * K * O : nullptr;
+            if constexpr (kInput) std::fill(dotv.begin(), dotv.begin() + nb, Vec<T>{});
+            std::int64_t o0 = p0;
+            for (; o0 + OT <= p1; o0 += OT) {
+              fused_grad_full_tile<T, kInput>(dC + o0, b0 == 0, stream, Ci + o0, O, K, gy + o0, st,
+                                              ord, ts, dotv.data());
+            }
+            if (o0 < p1) {
+              fused_grad_partial_tile<T, kInput>(dC + o0, Ci + o0, O, K, p1 - o0, gy + o0, st, ord,
+                                                 ts, kInput ? &dots[ii * R] : nullptr);
+            }
+            if constexpr (kInput) add_lane_sums(dotv.data(), nb, &dots[ii * R]);
+          }
         }
         if constexpr (kInput) {
-          for (std::int64_t p = 0; p < nb; ++p) {
-            T sum = dots[p];
-            for (std::int64_t l = 0; l < L; ++l) sum += dotv[p][l];
-            slope_dot[order[p]][ii] = sum;
-          }
-        }
-      }
-      if constexpr (kInput) {
-        for (std::int64_t r = 0; r < nb; ++r) {
-          const T* xr = x + (b0 + r) * I + i0;
-          T* gxr = grad_x + (b0 + r) * I + i0;
+          // Back to row order (tval is free now), then grad_x row by row in contiguous runs.
+          T* by_row = tval.data();
           for (std::int64_t ii = 0; ii < ni; ++ii) {
-            // NaN inputs propagate to their gradient; the slope itself is always finite.
-            gxr[ii] = (xr[ii] != xr[ii]) ? xr[ii] : slope_dot[r][ii] * g.slope;
+            const std::int32_t* ord = &order[ii * R];
+            const T* d = &dots[ii * R];
+            for (std::int64_t p = 0; p < nb; ++p) by_row[ord[p] * IB + ii] = d[p];
+          }
+          for (std::int64_t r = 0; r < nb; ++r) {
+            const T* xr = x + (b0 + r) * I + i0;
+            T* gxr = grad_x + (b0 + r) * I + i0;
+            for (std::int64_t ii = 0; ii < ni; ++ii) {
+              // NaN inputs propagate to their gradient; the slope itself is always finite.
+              gxr[ii] = (xr[ii] != xr[ii]) ? xr[ii] : by_row[r * IB + ii] * g.slope;
+            }
           }
         }
       }
+#if defined(__AVX512F__)
+      if (stream) _mm_sfence();  // streamed stores are visible before the item counts as done
+#endif
     }
   }
 }
