@@ -300,11 +300,25 @@ TEST_P(C0Edge, ExtremeInputsStayInBounds) {
                            hw, -hw, std::nextafter(hw, T(0)), std::nextafter(hw, inf_v<T>()),
                            std::nextafter(-hw, T(0)), std::nextafter(-hw, -inf_v<T>()),
                            L::min(), T(1e-3) * hw};
+      // Two layouts: one input (the kernels' scalar code) and the values side by side as the
+      // inputs of 3 rows, rotated per row (the kernels' vector lanes, 16 floats / 8 doubles).
+      for (const bool side_by_side : {false, true}) {
       Shape s = s0;
-      s.batch = static_cast<std::int64_t>(xv.size());
+      const auto n = static_cast<std::int64_t>(xv.size());
+      std::vector<T> xs = xv;
+      if (side_by_side) {
+        s.batch = 3;
+        s.in = n;
+        xs.clear();
+        for (std::int64_t b = 0; b < s.batch; ++b) {
+          for (std::int64_t i = 0; i < n; ++i) xs.push_back(xv[idx((i + 5 * b) % n)]);
+        }
+      } else {
+        s.batch = n;
+      }
       SCOPED_TRACE(describe(s));
       Rng rng(static_cast<std::uint64_t>(K) + 500);
-      const auto x = input_buffer(xv);
+      const auto x = input_buffer(xs);
       const auto C = input_buffer(random_table<T>(s, rng));
       const auto g = input_buffer(random_vec<T>(idx(s.batch * s.out), rng));
       auto y = output_buffer<T>(idx(s.batch * s.out));
@@ -322,6 +336,17 @@ TEST_P(C0Edge, ExtremeInputsStayInBounds) {
       run_backward_table<T>(s, impl(), x.data(), g.data(), gC.data());
       EXPECT_TRUE(gC.guards_intact()) << "backward_table wrote outside grad_table";
       EXPECT_TRUE(matches_ref(gC.data(), backward_table_ref<T>(s, x.data(), g.data()), Tol<T>::rel));
+      // Both gradients in one call (the CPU's fused pass) agree with the references too.
+      auto gx2 = output_buffer<T>(idx(s.batch * s.in));
+      auto gC2 = output_buffer<T>(idx(s.in * s.num_control_points * s.out));
+      std::vector<std::byte> ws(kancore::c0::backward_workspace_bytes(s, kancore::dtype_of<T>::value, impl()) + 1);
+      kancore::c0::backward<T>(s, impl(), x.data(), C.data(), g.data(), gx2.data(), gC2.data(),
+                               ws.data(), ws.size());
+      EXPECT_TRUE(gx2.guards_intact() && gC2.guards_intact());
+      EXPECT_TRUE(matches_ref(gx2.data(), backward_input_ref<T>(s, x.data(), C.data(), g.data()),
+                              Tol<T>::rel));
+      EXPECT_TRUE(matches_ref(gC2.data(), backward_table_ref<T>(s, x.data(), g.data()), Tol<T>::rel));
+      }
     }
   });
 }

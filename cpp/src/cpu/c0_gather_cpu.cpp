@@ -109,23 +109,55 @@ inline void accumulate_partial_tile(T* __restrict acc, const T* __restrict table
   }
 }
 
-// Interval index and blend weights of n consecutive inputs of one row, as one SIMD loop (the
-// same selects as detail::locate). Non-finite t get zero weights; returns how many there were.
+// Interval indices as int32 lanes, one per lane of Vec<T> (16 for float, 8 for double).
+template <class T>
+struct IndexVecOf;
+template <>
+struct IndexVecOf<float> {
+  typedef std::int32_t type __attribute__((vector_size(64)));
+};
+template <>
+struct IndexVecOf<double> {
+  typedef std::int32_t type __attribute__((vector_size(32)));
+};
+
+// detail::locate for kLanes<T> consecutive inputs in vector registers: the same u and the same
+// selects. floor(u) is taken as the truncation of u clamped to [0, last] first (equal to the
+// floor there, and every lane converts in range; NaN and -inf clamp to 0, +inf to last). The
+// compiler does not vectorise the scalar form (its floor and selects become branches).
+template <class T>
+inline Vec<T> locate_lanes(const Grid<T>& g, const T* __restrict x, std::int32_t* __restrict kidx) {
+  const Vec<T> zero{}, last = zero + g.last;
+  const Vec<T> u = ((load(x) + g.half_width) * g.km1) / g.width;
+  const Vec<T> clamped = u >= zero ? (u < last ? u : last) : zero;
+  const auto k = __builtin_convertvector(clamped, typename IndexVecOf<T>::type);
+  __builtin_memcpy(kidx, &k, sizeof(k));
+  return u - __builtin_convertvector(k, Vec<T>);  // t
+}
+
+// Interval index and blend weights of n consecutive inputs of one row. Non-finite t get zero
+// weights; returns how many there were.
 template <class T>
 inline int locate_row(const Grid<T>& g, const T* __restrict x, std::int64_t n,
                       std::int32_t* __restrict kidx, T* __restrict w0, T* __restrict w1) {
-  // Local copies: read through the reference, the fields could alias the outputs and the loop
-  // would not vectorise.
-  const T half_width = g.half_width, km1 = g.km1, width = g.width, last = g.last;
+  constexpr std::int64_t L = kLanes<T>;
   int nonfinite = 0;
-#pragma omp simd reduction(+ : nonfinite)
-  for (std::int64_t ii = 0; ii < n; ++ii) {
-    const T u = ((x[ii] + half_width) * km1) / width;
-    const T kf = (u >= T(0)) ? ((u < last) ? std::floor(u) : last) : T(0);
-    const T t = u - kf;
-    const bool finite = (t - t) == T(0);
+  std::int64_t ii = 0;
+  for (; ii + L <= n; ii += L) {
+    const Vec<T> t = locate_lanes(g, x + ii, kidx + ii);
+    const Vec<T> zero{};
+    const auto finite = (t - t) == zero;
+    store(w0 + ii, finite ? T(1) - t : zero);
+    store(w1 + ii, finite ? t : zero);
+    for (std::int64_t l = 0; l < L; ++l) nonfinite += finite[l] ? 0 : 1;
+  }
+  for (; ii < n; ++ii) {
+    std::int64_t k;
+    T t;
+    locate(g, x[ii], k, t);
+    const bool finite = is_finite(t);
     nonfinite += finite ? 0 : 1;
-    kidx[ii] = static_cast<std::int32_t>(kf);
+    kidx[ii] = static_cast<std::int32_t>(k);
     w0[ii] = finite ? T(1) - t : T(0);
     w1[ii] = finite ? t : T(0);
   }
@@ -490,17 +522,17 @@ template <class T>
 constexpr std::int64_t kPassOutputs = 2 * kOutTile<T>;
 
 // Interval index and raw offset t (no zeroing: the gradients follow IEEE rules) of n
-// consecutive inputs of one row, as one SIMD loop.
+// consecutive inputs of one row.
 template <class T>
 inline void locate_row_raw(const Grid<T>& g, const T* __restrict x, std::int64_t n,
                            std::int32_t* __restrict kidx, T* __restrict t) {
-  const T half_width = g.half_width, km1 = g.km1, width = g.width, last = g.last;
-#pragma omp simd
-  for (std::int64_t ii = 0; ii < n; ++ii) {
-    const T u = ((x[ii] + half_width) * km1) / width;
-    const T kf = (u >= T(0)) ? ((u < last) ? std::floor(u) : last) : T(0);
-    t[ii] = u - kf;
-    kidx[ii] = static_cast<std::int32_t>(kf);
+  constexpr std::int64_t L = kLanes<T>;
+  std::int64_t ii = 0;
+  for (; ii + L <= n; ii += L) store(t + ii, locate_lanes(g, x + ii, kidx + ii));
+  for (; ii < n; ++ii) {
+    std::int64_t k;
+    locate(g, x[ii], k, t[ii]);
+    kidx[ii] = static_cast<std::int32_t>(k);
   }
 }
 
