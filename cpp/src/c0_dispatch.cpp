@@ -62,9 +62,20 @@ std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Dev
   validate(s);
   const std::size_t elem = elem_size(dtype);
   if (device.type == DeviceType::cuda) return cuda_backend::backward_workspace_bytes(s, dtype, impl, device);
-  if (impl == Impl::gather) return 0;
+  if (impl == Impl::gather) return cpu::backward_workspace_bytes_gather(s, elem);
   return cpu::backward_workspace_bytes_csr(s, elem);
 }
+
+namespace {
+// The least workspace a CPU backward call accepts. The gather path's table gradient needs room
+// for one thread's sort scratch (it runs as many threads as the workspace has room for, so a
+// size queried before the thread count changed still works); its input gradient needs none.
+std::size_t cpu_backward_min_bytes(const Shape& s, DType dtype, Impl impl, bool table_grad) {
+  if (impl != Impl::gather) return backward_workspace_bytes(s, dtype, impl);
+  const std::size_t per_thread = cpu::backward_scratch_bytes_gather(s, elem_size(dtype));
+  return (table_grad && per_thread > 0) ? 64 + per_thread : 0;
+}
+}  // namespace
 
 void forward(const Shape& s, DType dtype, Impl impl, const void* x, const void* table, void* y,
              void* ws, std::size_t ws_bytes, const ExecContext& ctx) {
@@ -98,7 +109,7 @@ void backward_input(const Shape& s, DType dtype, Impl impl, const void* x, const
   if (on_cuda(ctx)) {
     return cuda_backend::backward_input(s, dtype, impl, x, table, grad_y, grad_x, ws, ws_bytes, ctx);
   }
-  check_workspace(backward_workspace_bytes(s, dtype, impl), ws, ws_bytes);
+  check_workspace(cpu_backward_min_bytes(s, dtype, impl, false), ws, ws_bytes);
   by_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     const T* xt = static_cast<const T*>(x);
@@ -122,14 +133,14 @@ void backward_table(const Shape& s, DType dtype, Impl impl, const void* x, const
   if (on_cuda(ctx)) {
     return cuda_backend::backward_table(s, dtype, impl, x, grad_y, grad_table, ws, ws_bytes, ctx);
   }
-  check_workspace(backward_workspace_bytes(s, dtype, impl), ws, ws_bytes);
+  check_workspace(cpu_backward_min_bytes(s, dtype, impl, true), ws, ws_bytes);
   by_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     const T* xt = static_cast<const T*>(x);
     const T* gy = static_cast<const T*>(grad_y);
     T* gt = static_cast<T*>(grad_table);
     if (impl == Impl::gather) {
-      cpu::backward_table_gather(s, xt, gy, gt);
+      cpu::backward_table_gather(s, xt, gy, gt, ws, ws_bytes);
     } else {
       cpu::backward_table_csr(s, xt, gy, gt, ws);
     }
@@ -150,11 +161,12 @@ void backward(const Shape& s, DType dtype, Impl impl, const void* x, const void*
   require(x, "x", s.batch * s.in);
   require(table, "table", s.in * s.num_control_points * s.out);
   require(grad_y, "grad_y", s.batch * s.out);
+  check_workspace(cpu_backward_min_bytes(s, dtype, impl, true), ws, ws_bytes);
   by_dtype(dtype, [&](auto zero) {
     using T = decltype(zero);
     cpu::backward_gather(s, static_cast<const T*>(x), static_cast<const T*>(table),
                          static_cast<const T*>(grad_y), static_cast<T*>(grad_x),
-                         static_cast<T*>(grad_table));
+                         static_cast<T*>(grad_table), ws, ws_bytes);
   });
 }
 

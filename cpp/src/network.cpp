@@ -255,7 +255,9 @@ class Engine final : public Network::Impl {
       const T* in = cache.input[jj].data();
       if (l.kind == LayerKind::c0) {
         const c0::Shape sh{B, I, O, l.num_control_points, l.spline_width};
-        c0::backward<T>(sh, c0::Impl::gather, in, t[s.a].value.data(), g.data(), gxp, t[s.a].grad.data());
+        auto ws = workspace_for<T>(c0::backward_workspace_bytes(sh, dtype_of<T>::value, c0::Impl::gather));
+        c0::backward<T>(sh, c0::Impl::gather, in, t[s.a].value.data(), g.data(), gxp, t[s.a].grad.data(),
+                        ws.data(), ws.size() * sizeof(T));
         if (gxp && l.fitted_domain) {
           const T* sc = t[s.b].value.data();
           for (std::int64_t b = 0; b < B; ++b)

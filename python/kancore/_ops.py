@@ -126,8 +126,8 @@ def torch_ops() -> SimpleNamespace:
         """(tensor, address, bytes) of scratch memory for one call, from torch's allocator (its
         caching allocator on CUDA, stream-ordered, so freeing it when the op returns is safe
         while the kernels are still queued). The tensor is returned to keep it alive."""
-        if impl != "sparse_matmul_csr" and device.type != "cuda":
-            return None, 0, 0  # the CPU's fused path needs none
+        if impl != "sparse_matmul_csr" and device.type != "cuda" and not backward:
+            return None, 0, 0  # the CPU's gather forward needs none (its backward: sort scratch)
         _, index, _ = _torch_device_args(device)
         nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, device.type, backward, index)
         if nbytes == 0:

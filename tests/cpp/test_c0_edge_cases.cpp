@@ -375,10 +375,14 @@ TEST_P(C0Edge, EmptyBatch) {
     EXPECT_NO_THROW(run_backward_input<T>(s, impl(), gx.data(), C.data(), gx.data(), gx.data()));
     EXPECT_TRUE(gx.guards_intact());
 
-    auto gC = output_buffer<T>(C.size());  // pre-filled with NaN
-    run_backward_table<T>(s, impl(), nullptr, nullptr, gC.data());
-    EXPECT_TRUE(gC.guards_intact());
-    for (std::size_t j = 0; j < gC.size(); ++j) EXPECT_EQ(gC[j], T(0)) << "grad_table[" << j << "]";
+    // Pre-filled with NaN; also with outputs that fill whole vector tiles (a regression: the
+    // CPU gather path once zeroed only a ragged last tile when there were no rows).
+    for (const Shape& sz : {s, Shape{0, 3, 40, 5, 2.0}}) {
+      auto gC = output_buffer<T>(idx(sz.in * sz.num_control_points * sz.out));
+      run_backward_table<T>(sz, impl(), nullptr, nullptr, gC.data());
+      EXPECT_TRUE(gC.guards_intact());
+      for (std::size_t j = 0; j < gC.size(); ++j) EXPECT_EQ(gC[j], T(0)) << "grad_table[" << j << "]";
+    }
   });
 }
 

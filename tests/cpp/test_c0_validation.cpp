@@ -2,8 +2,12 @@
 // impl names, and the CUDA-less build's behaviour for CUDA contexts.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <stdexcept>
@@ -161,20 +165,61 @@ TEST(C0Validation, RejectsNullBuffers) {
   }
 }
 
-TEST(C0Validation, GatherNeedsNoWorkspaceCsrDoes) {
+TEST(C0Validation, GatherForwardNeedsNoWorkspaceCsrDoes) {
   const Shape s = good_shape();
   for (const DType dt : {DType::float32, DType::float64}) {
     EXPECT_EQ(c0::forward_workspace_bytes(s, dt, Impl::gather), 0u);
-    EXPECT_EQ(c0::backward_workspace_bytes(s, dt, Impl::gather), 0u);
+    // The gather backward sorts rows in scratch: keys, order, t, dots per (row, input block).
+    const std::size_t elem = dt == DType::float32 ? 4 : 8;
+    EXPECT_GE(c0::backward_workspace_bytes(s, dt, Impl::gather),
+              static_cast<std::size_t>(s.batch) * 16 * (8 + 3 * elem));
     // CSR needs at least the column indices and values of the 2*batch*in stored entries.
     const std::size_t nnz = static_cast<std::size_t>(2 * s.batch * s.in);
-    const std::size_t elem = dt == DType::float32 ? 4 : 8;
     EXPECT_GE(c0::forward_workspace_bytes(s, dt, Impl::csr), nnz * (8 + elem));
     EXPECT_GE(c0::backward_workspace_bytes(s, dt, Impl::csr), nnz * (8 + elem));
   }
-  // Gather runs with a null workspace.
-  std::vector<float> x(6, 0.1f), C(40, 1.0f), y(12);
+  // The gather forward and input gradient run with a null workspace.
+  std::vector<float> x(6, 0.1f), C(40, 1.0f), y(12), g(12, 1.0f), gx(6);
   EXPECT_NO_THROW(c0::forward(s, DType::float32, Impl::gather, x.data(), C.data(), y.data()));
+  EXPECT_NO_THROW(c0::backward_input(s, DType::float32, Impl::gather, x.data(), C.data(), g.data(),
+                                     gx.data()));
+}
+
+// The gather backward's table gradient needs one thread's sort scratch (plus alignment slack);
+// less is refused, and any amount from there up runs (on as many threads as fit) with the same
+// bits as the full workspace, from any alignment of the workspace pointer.
+TEST(C0Validation, GatherBackwardWorkspaceFromOneThreadUp) {
+  const Shape s{300, 40, 48, 7, 2.0};
+  Rng rng(17);
+  const auto x = random_x<float>(s, rng);
+  const auto C = random_table<float>(s, rng);
+  const auto g = random_vec<float>(idx(s.batch * s.out), rng);
+  const std::size_t full = c0::backward_workspace_bytes(s, DType::float32, Impl::gather);
+  ASSERT_GT(full, 64u);
+  std::vector<std::byte> ws(full + 64);
+  std::vector<float> gx(idx(s.batch * s.in)), gC(idx(s.in * s.num_control_points * s.out));
+  EXPECT_THROW(c0::backward<float>(s, Impl::gather, x.data(), C.data(), g.data(), gx.data(),
+                                   gC.data()),
+               std::invalid_argument);
+  EXPECT_THROW(c0::backward_table<float>(s, Impl::gather, x.data(), g.data(), gC.data(), ws.data(), 64),
+               std::invalid_argument);
+  c0::backward<float>(s, Impl::gather, x.data(), C.data(), g.data(), gx.data(), gC.data(), ws.data(),
+                      full);
+  const std::vector<float> gx_full = gx, gC_full = gC;
+  EXPECT_TRUE(matches_ref(gC.data(), backward_table_ref<float>(s, x.data(), g.data()), Tol<float>::rel));
+  // 64 bytes of slack + one thread's share, from every alignment of the pointer (the share is
+  // the full size's per-thread part: full = 64 + threads * share).
+  const int threads = omp_get_max_threads();
+  const std::size_t share = (full - 64) / static_cast<std::size_t>(threads);
+  for (const std::size_t offset : {0, 4, 8, 60}) {
+    SCOPED_TRACE(offset);
+    std::fill(gx.begin(), gx.end(), -1.0f);
+    std::fill(gC.begin(), gC.end(), -1.0f);
+    c0::backward<float>(s, Impl::gather, x.data(), C.data(), g.data(), gx.data(), gC.data(),
+                        ws.data() + offset, 64 + share);
+    EXPECT_EQ(std::memcmp(gx.data(), gx_full.data(), gx.size() * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(gC.data(), gC_full.data(), gC.size() * sizeof(float)), 0);
+  }
 }
 
 TEST(C0Validation, RejectsTooSmallCsrWorkspace) {

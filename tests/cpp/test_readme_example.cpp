@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <vector>
 
 #include "kancore/kancore.hpp"
@@ -21,8 +22,10 @@ TEST(ReadmeExample, ForwardAndBackwardRunAsDocumented) {
   for (auto& g : grad_y) g = 1.0f;
 
   c0::forward(s, c0::Impl::gather, x.data(), table.data(), y.data());
+  // The backward sorts rows in caller-supplied scratch (the kernels allocate nothing):
+  std::vector<std::byte> ws(c0::backward_workspace_bytes(s, kancore::DType::float32, c0::Impl::gather));
   c0::backward(s, c0::Impl::gather, x.data(), table.data(), grad_y.data(), grad_x.data(),
-               grad_table.data());
+               grad_table.data(), ws.data(), ws.size());
 
   // Edge i -> i is the line u = (x + 2) * 31 / 4 (the control-point index), others are zero.
   const double slope = 31.0 / 4.0;

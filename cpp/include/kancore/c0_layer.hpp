@@ -43,8 +43,11 @@ struct Shape {
 // batch == 0 is valid (the kernels then do nothing / write zeros to grad_table).
 void validate(const Shape& shape);
 
-// Bytes of workspace a call on `device` needs (0 for the gather path). Pass at least this many;
-// backward_workspace_bytes covers every backward call (backward, backward_input, backward_table).
+// Bytes of workspace a call on `device` needs. Pass at least this many; backward_workspace_bytes
+// covers every backward call (backward, backward_input, backward_table). On the CPU the gather
+// forward needs none and its backward needs sort scratch for each OpenMP thread (about
+// min(batch, 2048) * (192 + 48 * sizeof(T)) bytes per thread); a smaller workspace that still
+// holds one thread's share runs on fewer threads.
 std::size_t forward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
 std::size_t backward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
 

@@ -11,12 +11,18 @@ template <class T>
 void forward_gather(const Shape& s, const T* x, const T* table, T* y);
 template <class T>
 void backward_input_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x);
+// The table gradient sorts rows by interval in per-thread scratch taken from ws: at least
+// backward_scratch_bytes_gather (one thread; 0: none needed) plus 64 bytes of alignment slack;
+// as many threads run as have room (backward_workspace_bytes_gather: all of omp_get_max_threads).
+std::size_t backward_scratch_bytes_gather(const Shape& s, std::size_t elem);
+std::size_t backward_workspace_bytes_gather(const Shape& s, std::size_t elem);
 template <class T>
-void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table);
-// Both gradients in one pass (each grad_y tile is loaded once for both).
+void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table, void* ws,
+                           std::size_t ws_bytes);
+// Both gradients in one pass (each grad_y tile is loaded once for both); the same workspace.
 template <class T>
 void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
-                     T* grad_table);
+                     T* grad_table, void* ws, std::size_t ws_bytes);
 
 std::size_t forward_workspace_bytes_csr(const Shape& s, std::size_t elem);
 std::size_t backward_workspace_bytes_csr(const Shape& s, std::size_t elem);

@@ -9,9 +9,12 @@
 //
 // Parallel work items own disjoint outputs, so no atomics are needed and every sum has a fixed
 // order: results are deterministic run to run.
+#include <omp.h>
+
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
-#include <vector>
+#include <stdexcept>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -534,11 +537,64 @@ inline void locate_row_raw(const Grid<T>& g, const T* __restrict x, std::int64_t
   }
 }
 
+std::size_t align64(std::size_t n) { return (n + 63) / 64 * 64; }
+
+// One thread's scratch of the sorted backward, carved from the caller's workspace. Per input of
+// a block (index ii): bucket starts, the chunk's rows sorted by bucket with their t, and the
+// rows' slope dots; per row: the block's keys and t; per sorted row: one pass's vector partials.
+template <class T>
+struct SortScratch {
+  std::int32_t *key, *order, *start;
+  T *tval, *tsorted, *dots;
+  Vec<T>* dotv;
+
+  // Bytes for one thread (every array 64-byte aligned).
+  static std::size_t bytes(const Shape& s) {
+    const auto R = static_cast<std::size_t>(std::min(s.batch, kFusedRows));
+    const auto IB = static_cast<std::size_t>(kFusedInputs);
+    const auto K = static_cast<std::size_t>(s.num_control_points);
+    return 2 * align64(R * IB * 4) + align64(IB * (K + 1) * 4) + 3 * align64(R * IB * sizeof(T)) +
+           align64(R * sizeof(Vec<T>));
+  }
+  SortScratch(const Shape& s, std::byte* p) {
+    const auto R = static_cast<std::size_t>(std::min(s.batch, kFusedRows));
+    const auto IB = static_cast<std::size_t>(kFusedInputs);
+    const auto K = static_cast<std::size_t>(s.num_control_points);
+    auto take = [&](std::size_t n) {
+      std::byte* q = p;
+      p += align64(n);
+      return q;
+    };
+    key = reinterpret_cast<std::int32_t*>(take(R * IB * 4));
+    order = reinterpret_cast<std::int32_t*>(take(R * IB * 4));
+    start = reinterpret_cast<std::int32_t*>(take(IB * (K + 1) * 4));
+    tval = reinterpret_cast<T*>(take(R * IB * sizeof(T)));
+    tsorted = reinterpret_cast<T*>(take(R * IB * sizeof(T)));
+    dots = reinterpret_cast<T*>(take(R * IB * sizeof(T)));
+    dotv = reinterpret_cast<Vec<T>*>(take(R * sizeof(Vec<T>)));
+  }
+};
+
+// The workspace's first 64-byte boundary and how many threads' scratch fit after it.
+inline std::byte* aligned_start(void* ws, std::size_t ws_bytes, std::size_t per_thread, int& fit) {
+  const auto addr = reinterpret_cast<std::uintptr_t>(ws);
+  const std::size_t skip = (64 - addr % 64) % 64;
+  fit = (ws == nullptr || ws_bytes < skip || per_thread == 0)
+            ? 0
+            : static_cast<int>(std::min<std::size_t>((ws_bytes - skip) / per_thread, 1 << 20));
+  return static_cast<std::byte*>(ws) + skip;
+}
+
 // grad_table, and with kInput also grad_x, in one pass over bucket-sorted rows (K <= kMaxSortK).
+// ws holds the scratch of as many threads as fit (the dispatcher checks there is room for one).
 template <class T, bool kInput>
 void sorted_backward(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
-                     T* grad_table) {
+                     T* grad_table, void* ws, std::size_t ws_bytes) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
+  if (N == 0) {  // nothing to sort; the gradient of the table is zero
+    std::fill(grad_table, grad_table + I * K * O, T(0));
+    return;
+  }
   constexpr std::int64_t OT = kOutTile<T>;
   constexpr std::int64_t IB = kFusedInputs;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
@@ -547,14 +603,22 @@ void sorted_backward(const Shape& s, const T* x, const T* table, const T* grad_y
   // Streaming stores need 64-byte aligned tiles; a batch in several chunks re-reads its rows.
   const bool stream = N <= R && O * static_cast<std::int64_t>(sizeof(T)) % 64 == 0 &&
                       reinterpret_cast<std::uintptr_t>(grad_table) % 64 == 0;
+  const std::size_t per_thread = SortScratch<T>::bytes(s);
+  int fit = 0;
+  std::byte* scratch = aligned_start(ws, ws_bytes, per_thread, fit);
+  if (fit < 1) throw std::invalid_argument("kancore: workspace too small for the C0 backward");
+  const int threads = std::min(omp_get_max_threads(), fit);
 
-#pragma omp parallel if (worth_parallel(s))
+#pragma omp parallel num_threads(threads) if (worth_parallel(s))
   {
-    // Scratch per thread, allocated once per call. Per input of the block (index ii): bucket
-    // starts, the chunk's rows sorted by bucket with their t, and the rows' slope dots.
-    std::vector<std::int32_t> key(R * IB), order(IB * R), start(IB * (K + 1));
-    std::vector<T> tval(R * IB), tsorted(IB * R), dots(kInput ? IB * R : 0);
-    std::vector<Vec<T>> dotv(kInput ? R : 0);  // one pass's vector partials of the dots
+    SortScratch<T> sc(s, scratch + static_cast<std::size_t>(omp_get_thread_num()) * per_thread);
+    std::int32_t* key = sc.key;
+    std::int32_t* order = sc.order;
+    std::int32_t* start = sc.start;
+    T* tval = sc.tval;
+    T* tsorted = sc.tsorted;
+    T* dots = sc.dots;
+    Vec<T>* dotv = sc.dotv;
 
     // Work item: a block of inputs with all their outputs (grad_x[:, block] and grad_table[block]
     // are owned, so there are no write conflicts, and every sum has a fixed order: deterministic).
@@ -590,7 +654,7 @@ void sorted_backward(const Shape& s, const T* x, const T* table, const T* grad_y
           for (std::int64_t k = K; k > 0; --k) st[k] = st[k - 1];
           st[0] = 0;
         }
-        if constexpr (kInput) std::fill(dots.begin(), dots.begin() + ni * R, T(0));
+        if constexpr (kInput) std::fill(dots, dots + ni * R, T(0));
         const T* gy = grad_y + b0 * O;
         for (std::int64_t p0 = 0; p0 < O; p0 += kPassOutputs<T>) {
           const std::int64_t p1 = std::min(O, p0 + kPassOutputs<T>);
@@ -604,18 +668,18 @@ void sorted_backward(const Shape& s, const T* x, const T* table, const T* grad_y
             std::int64_t o0 = p0;
             for (; o0 + OT <= p1; o0 += OT) {  // the first full tile stores dotv, later ones add
               fused_grad_full_tile<T, kInput>(dC + o0, b0 == 0, stream, Ci + o0, O, K, gy + o0, st,
-                                              ord, ts, dotv.data(), o0 == p0);
+                                              ord, ts, dotv, o0 == p0);
             }
             if (o0 < p1) {
               fused_grad_partial_tile<T, kInput>(dC + o0, Ci + o0, O, K, p1 - o0, gy + o0, st, ord,
                                                  ts, kInput ? &dots[ii * R] : nullptr);
             }
-            if (kInput && o0 > p0) add_lane_sums(dotv.data(), nb, &dots[ii * R]);
+            if (kInput && o0 > p0) add_lane_sums(dotv, nb, &dots[ii * R]);
           }
         }
         if constexpr (kInput) {
           // Back to row order (tval is free now), then grad_x row by row in contiguous runs.
-          T* by_row = tval.data();
+          T* by_row = tval;
           for (std::int64_t ii = 0; ii < ni; ++ii) {
             const std::int32_t* ord = &order[ii * R];
             const T* d = &dots[ii * R];
@@ -640,28 +704,43 @@ void sorted_backward(const Shape& s, const T* x, const T* table, const T* grad_y
 
 }  // namespace
 
+std::size_t backward_scratch_bytes_gather(const Shape& s, std::size_t elem) {
+  if (s.batch == 0 || s.num_control_points > kMaxSortK) return 0;  // no sort, no scratch
+  return elem == sizeof(float) ? SortScratch<float>::bytes(s) : SortScratch<double>::bytes(s);
+}
+
+std::size_t backward_workspace_bytes_gather(const Shape& s, std::size_t elem) {
+  const std::size_t per_thread = backward_scratch_bytes_gather(s, elem);
+  if (per_thread == 0) return 0;
+  const int threads = worth_parallel(s) ? omp_get_max_threads() : 1;
+  return 64 + per_thread * static_cast<std::size_t>(threads);  // 64: room to align the start
+}
+
 template <class T>
-void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table) {
+void backward_table_gather(const Shape& s, const T* x, const T* grad_y, T* grad_table, void* ws,
+                           std::size_t ws_bytes) {
   if (s.num_control_points > kMaxSortK) return backward_table_scatter(s, x, grad_y, grad_table);
-  sorted_backward<T, false>(s, x, nullptr, grad_y, nullptr, grad_table);
+  sorted_backward<T, false>(s, x, nullptr, grad_y, nullptr, grad_table, ws, ws_bytes);
 }
 
 template <class T>
 void backward_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x,
-                     T* grad_table) {
+                     T* grad_table, void* ws, std::size_t ws_bytes) {
   if (s.num_control_points > kMaxSortK) {
     backward_input_gather(s, x, table, grad_y, grad_x);
     return backward_table_scatter(s, x, grad_y, grad_table);
   }
-  sorted_backward<T, true>(s, x, table, grad_y, grad_x, grad_table);
+  sorted_backward<T, true>(s, x, table, grad_y, grad_x, grad_table, ws, ws_bytes);
 }
 
 #define KANCORE_INSTANTIATE(T)                                                              \
   template void forward_gather<T>(const Shape&, const T*, const T*, T*);                    \
   template void add_nonfinite_limits<T>(const Shape&, const T*, const T*, T*);              \
   template void backward_input_gather<T>(const Shape&, const T*, const T*, const T*, T*);   \
-  template void backward_table_gather<T>(const Shape&, const T*, const T*, T*);               \
-  template void backward_gather<T>(const Shape&, const T*, const T*, const T*, T*, T*);
+  template void backward_table_gather<T>(const Shape&, const T*, const T*, T*, void*,         \
+                                         std::size_t);                                       \
+  template void backward_gather<T>(const Shape&, const T*, const T*, const T*, T*, T*, void*, \
+                                   std::size_t);
 KANCORE_INSTANTIATE(float)
 KANCORE_INSTANTIATE(double)
 #undef KANCORE_INSTANTIATE
