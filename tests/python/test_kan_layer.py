@@ -128,11 +128,12 @@ def test_bad_inputs_raise_clear_errors():
         layer(np.zeros((4, 3), np.float32))
 
 
-def test_empty_batch():
-    layer = KANLayer(3, 2)
+@pytest.mark.parametrize("out", [2, 40])  # 40: whole vector tiles of outputs, not only a ragged one
+def test_empty_batch(out):
+    layer = KANLayer(3, out)
     x = torch.zeros(0, 3, requires_grad=True)
     y = layer(x)
-    assert y.shape == (0, 2)
+    assert y.shape == (0, out)
     y.sum().backward()
     assert x.grad.shape == (0, 3)
     assert torch.count_nonzero(layer.kan_weight.grad) == 0
