@@ -286,8 +286,8 @@ template <class T>
 Guarded<T> output_buffer(std::size_t n) { return Guarded<T>(n, sentinel_v<T>(), nan_v<T>()); }
 
 // ---- calling the layer -------------------------------------------------------------------------
-// Runs one op with exactly the workspace the library asks for (gather: none, null pointer),
-// followed by a guard area that must stay untouched.
+// Runs one op with exactly the workspace the library asks for (none, a null pointer, for the
+// gather forward), followed by a guard area that must stay untouched.
 class Workspace {
  public:
   static constexpr std::size_t kGuard = 256;
