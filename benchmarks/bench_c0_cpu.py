@@ -91,20 +91,16 @@ from pathlib import Path
 
 from cpu_harness import (  # noqa: E402  (first: it sets up malloc before torch loads)
     CONTENDED_CPUS,
-    MALLOPT_AT_STARTUP,
-    MALLOPT_STATUS,
-    Timer,
+    HarnessSetup,
     _clear_grads,
-    _clear_refs_writable,
     _cpu_model,
     _fwd,
     _fwd_bwd,
     _git_rev,
     _loadavg,
-    _peak_extra_kib,
-    _set_mmap_threshold,
     _shape_name,
     _version,
+    add_harness_args,
 )
 
 import torch  # noqa: E402
@@ -281,40 +277,12 @@ def main(argv=None) -> int:
                     help="shapes to run (default: " + " ".join(map(_shape_name, DEFAULT_SHAPES)) + ")")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results",
                     help="directory for bench_c0_cpu.json / .md (default: benchmarks/results)")
-    ap.add_argument("--target", type=float, help="seconds of timed runs per cell (default 1.0; quick 0.05)")
-    ap.add_argument("--retries", type=int, help="re-runs of a cell disturbed by other processes (default 2; quick 0)")
-    ap.add_argument("--idle-wait", type=float,
-                    help="max seconds to wait for a quiet machine before each cell (default 20; quick 0)")
-    ap.add_argument("--budget", type=float,
-                    help="max total seconds spent on idle waits and re-runs (default 240; quick 0)")
-    ap.add_argument("--mem-method", choices=("auto", "clear_refs", "fork"), default="auto",
-                    help="peak-RSS method (default: clear_refs if writable, else fork)")
-    ap.add_argument("--mem-repeats", type=int, help="memory runs per row, max reported (default 2; quick 1)")
-    ap.add_argument("--mallopt-at-startup", action="store_true",
-                    help="fix the mmap threshold before timing too (slows allocation-heavy code)")
-    ap.add_argument("--seed", type=int, default=0)
+    add_harness_args(ap)
     args = ap.parse_args(argv)
 
     shapes = args.shapes or list(DEFAULT_SHAPES)
-    if args.quick:
-        # no warm-up: the correctness check has just run every layer's fwd+bwd once
-        warmup, target, min_reps, max_reps, retries, idle_wait, mem_reps, budget = 0, 0.05, 2, 50, 0, 0.0, 1, 0.0
-    else:
-        warmup, target, min_reps, max_reps, retries, idle_wait, mem_reps, budget = 3, 1.0, 3, 2000, 2, 20.0, 2, 240.0
-    target = target if args.target is None else args.target
-    retries = retries if args.retries is None else max(0, args.retries)
-    idle_wait = idle_wait if args.idle_wait is None else max(0.0, args.idle_wait)
-    mem_reps = mem_reps if args.mem_repeats is None else max(1, args.mem_repeats)
-    budget = budget if args.budget is None else max(0.0, args.budget)
-    timer = Timer(warmup, target, min_reps, max_reps, retries, idle_wait, budget)
-
-    writable = _clear_refs_writable()
-    if args.mem_method == "auto":
-        mem_method = "clear_refs" if writable else "fork"
-    else:
-        mem_method = args.mem_method
-        if mem_method == "clear_refs" and not writable:
-            ap.error("/proc/self/clear_refs is not writable; use --mem-method fork or auto")
+    setup = HarnessSetup(args, ap)
+    timer = setup.timer
 
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -329,18 +297,7 @@ def main(argv=None) -> int:
         "threads": torch.get_num_threads(),
         "loadavg_start": _loadavg(),
         "dtype": "float32",
-        "quick": args.quick,
-        "seed": args.seed,
-        "warmup": warmup,
-        "target_s": target,
-        "min_reps": min_reps,
-        "max_reps": max_reps,
-        "retries": retries,
-        "idle_wait_s": idle_wait,
-        "wait_retry_budget_s": budget,
-        "contended_cpus_threshold": CONTENDED_CPUS,
-        "memory_method": mem_method,
-        "mallopt_at_startup": MALLOPT_AT_STARTUP,
+        **setup.meta,
         "skipped": SKIPPED,
     }
     print(f"# torch {meta['torch_version']} | kanditioned {meta['kanditioned_version']} | "
@@ -384,30 +341,12 @@ def main(argv=None) -> int:
         gc.collect()
 
     # Phase 2: peak extra memory of one fwd+bwd, with large blocks returned to the OS on free.
-    mallopt_status = MALLOPT_STATUS or _set_mmap_threshold()
-    if mem_method == "clear_refs":
-        method_text = ("VmHWM - VmRSS around one fwd+bwd, peak RSS reset by writing 5 to "
-                       "/proc/self/clear_refs after gc.collect() and malloc_trim(0)")
-    else:
-        method_text = ("VmHWM - VmRSS around one fwd+bwd in a child made with os.fork() after "
-                       "gc.collect() and malloc_trim(0); the child first runs and frees one fwd+bwd "
-                       "to page in library code, and runs with 1 thread (/proc/self/clear_refs "
-                       + ("not writable" if not writable else "not used") + ")")
-    method_text += (f"; {mallopt_status}" + (" at start-up" if MALLOPT_AT_STARTUP else " after timing")
-                    + f"; max of {mem_reps} run(s)")
-    meta["memory_method_text"] = method_text
-    meta["mallopt"] = mallopt_status
-    print(f"\n# memory: {method_text}", flush=True)
+    setup.start_memory_phase(meta)
     for res in results:
         B, I, O, K = res["shape"]
         layers = _make_layers(I, O, K, args.seed)
         x, g = _inputs(B, I, O, args.seed)
-        for row in res["rows"]:
-            runs = _peak_extra_kib(layers[row["label"]], x, g, mem_method, mem_reps)
-            row["peak_extra_kib_runs"] = runs
-            row["peak_extra_mib"] = max(runs) / 1024.0
-        print(f"  {_shape_name(res['shape'])}: " + ", ".join(
-            f"{r['label']} {r['peak_extra_mib']:.1f} MiB" for r in res["rows"]), flush=True)
+        setup.measure_memory(res, layers, x, g)
         del layers, x, g
         gc.collect()
 

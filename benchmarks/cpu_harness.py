@@ -4,7 +4,8 @@ Import this module before torch: with ``--mallopt-at-startup`` on the command li
 glibc's mmap threshold first, so the peak-memory numbers are not inflated by freed heap memory.
 What it offers: CPU-contention bookkeeping from /proc (other processes' CPU use during a
 timing), a warm-up-then-repeat Timer reporting median and min, peak extra RSS of one run
-(VmHWM after clear_refs, or in a forked child), and run metadata (CPU model, load, versions).
+(VmHWM after clear_refs, or in a forked child), run metadata (CPU model, load, versions), and
+the options and set-up both drivers share (add_harness_args, HarnessSetup).
 """
 from __future__ import annotations
 
@@ -311,3 +312,78 @@ def _peak_extra_kib(layer, x, g, method: str, repeats: int) -> list[int]:
 
 def _shape_name(shape) -> str:
     return "x".join(str(s) for s in shape)
+
+
+# ---- the command line and set-up both benchmark drivers share ----------------------------------
+
+def add_harness_args(ap) -> None:
+    """Timing, memory and seed options (each benchmark adds --quick, --shapes and --out)."""
+    ap.add_argument("--target", type=float, help="seconds of timed runs per cell (default 1.0; quick 0.05)")
+    ap.add_argument("--retries", type=int, help="re-runs of a cell disturbed by other processes (default 2; quick 0)")
+    ap.add_argument("--idle-wait", type=float,
+                    help="max seconds to wait for a quiet machine before each cell (default 20; quick 0)")
+    ap.add_argument("--budget", type=float,
+                    help="max total seconds spent on idle waits and re-runs (default 240; quick 0)")
+    ap.add_argument("--mem-method", choices=("auto", "clear_refs", "fork"), default="auto",
+                    help="peak-RSS method (default: clear_refs if writable, else fork)")
+    ap.add_argument("--mem-repeats", type=int, help="memory runs per row, max reported (default 2; quick 1)")
+    ap.add_argument("--mallopt-at-startup", action="store_true",
+                    help="fix the mmap threshold before timing too (slows allocation-heavy code)")
+    ap.add_argument("--seed", type=int, default=0)
+
+
+class HarnessSetup:
+    """The Timer, memory method and repeat counts chosen from the parsed arguments."""
+
+    def __init__(self, args, ap):
+        if args.quick:
+            # no warm-up: the correctness check has just run every layer's fwd+bwd once
+            warmup, target, min_reps, max_reps, retries, idle_wait, mem_reps, budget = 0, 0.05, 2, 50, 0, 0.0, 1, 0.0
+        else:
+            warmup, target, min_reps, max_reps, retries, idle_wait, mem_reps, budget = 3, 1.0, 3, 2000, 2, 20.0, 2, 240.0
+        target = target if args.target is None else args.target
+        retries = retries if args.retries is None else max(0, args.retries)
+        idle_wait = idle_wait if args.idle_wait is None else max(0.0, args.idle_wait)
+        budget = budget if args.budget is None else max(0.0, args.budget)
+        self.mem_reps = mem_reps if args.mem_repeats is None else max(1, args.mem_repeats)
+        self.timer = Timer(warmup, target, min_reps, max_reps, retries, idle_wait, budget)
+        self.writable = _clear_refs_writable()
+        if args.mem_method == "auto":
+            self.mem_method = "clear_refs" if self.writable else "fork"
+        else:
+            self.mem_method = args.mem_method
+            if self.mem_method == "clear_refs" and not self.writable:
+                ap.error("/proc/self/clear_refs is not writable; use --mem-method fork or auto")
+        self.meta = {  # the run's settings, for the JSON
+            "quick": args.quick, "seed": args.seed, "warmup": warmup, "target_s": target,
+            "min_reps": min_reps, "max_reps": max_reps, "retries": retries,
+            "idle_wait_s": idle_wait, "wait_retry_budget_s": budget,
+            "contended_cpus_threshold": CONTENDED_CPUS, "memory_method": self.mem_method,
+            "mallopt_at_startup": MALLOPT_AT_STARTUP,
+        }
+
+    def start_memory_phase(self, meta: dict) -> None:
+        """Fixes the mmap threshold (if not done at start-up) and records how memory is measured."""
+        mallopt_status = MALLOPT_STATUS or _set_mmap_threshold()
+        if self.mem_method == "clear_refs":
+            text = ("VmHWM - VmRSS around one fwd+bwd, peak RSS reset by writing 5 to "
+                    "/proc/self/clear_refs after gc.collect() and malloc_trim(0)")
+        else:
+            text = ("VmHWM - VmRSS around one fwd+bwd in a child made with os.fork() after "
+                    "gc.collect() and malloc_trim(0); the child first runs and frees one fwd+bwd "
+                    "to page in library code, and runs with 1 thread (/proc/self/clear_refs "
+                    + ("not writable" if not self.writable else "not used") + ")")
+        text += (f"; {mallopt_status}" + (" at start-up" if MALLOPT_AT_STARTUP else " after timing")
+                 + f"; max of {self.mem_reps} run(s)")
+        meta["memory_method_text"] = text
+        meta["mallopt"] = mallopt_status
+        print(f"\n# memory: {text}", flush=True)
+
+    def measure_memory(self, res: dict, layers: dict, x, g) -> None:
+        """Peak extra MiB of one fwd+bwd for every row of a shape's results (printed)."""
+        for row in res["rows"]:
+            runs = _peak_extra_kib(layers[row["label"]], x, g, self.mem_method, self.mem_reps)
+            row["peak_extra_kib_runs"] = runs
+            row["peak_extra_mib"] = max(runs) / 1024.0
+        print(f"  {_shape_name(res['shape'])}: " + ", ".join(
+            f"{r['label']} {r['peak_extra_mib']:.1f} MiB" for r in res["rows"]), flush=True)
