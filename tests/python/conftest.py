@@ -90,3 +90,24 @@ def assert_same_as_cpu(got, want, tol, what, relative=False):
             diff = diff / (1 + want[finite].abs())
         err = diff.max().item()
         assert err <= tol, f"{what}: max {'relative ' if relative else ''}|cuda - cpu| = {err:.3e} > {tol:.3e}"
+
+
+def assert_compiles_without_breaks(model, x, backend="inductor"):
+    """torch.compile(model) traces with zero graph breaks (dynamo.explain) and, compiled with
+    fullgraph=True, gives the eager output and the eager parameter gradients."""
+    import torch
+    import torch._dynamo as dynamo
+
+    eager = model(x)
+    dynamo.reset()
+    explanation = dynamo.explain(model)(x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(model, fullgraph=True, backend=backend)
+    y = compiled(x)
+    torch.testing.assert_close(y, eager)
+    y.square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    eager.square().sum().backward()
+    for a, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(a, p.grad)

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from kancore import KANLayer
 from kancore.kan_layer import KANLayer as KANLayerFromModule
-from conftest import reference_forward
+from conftest import assert_compiles_without_breaks, reference_forward
 
 IMPLS = ["embedding_bag", "embedding", "sparse_matmul_csr"]
 
@@ -57,22 +57,7 @@ def test_matches_float64_numpy_oracle_with_leading_dims():
 def test_torch_compile_has_no_graph_breaks():
     torch.manual_seed(0)
     model = torch.nn.Sequential(KANLayer(4, 8, num_control_points=8), KANLayer(8, 2, num_control_points=8))
-    x = torch.randn(16, 4)
-    eager = model(x)
-    import torch._dynamo as dynamo
-
-    dynamo.reset()
-    explanation = dynamo.explain(model)(x)
-    assert explanation.graph_break_count == 0, explanation.break_reasons
-    compiled = torch.compile(model, fullgraph=True)
-    y = compiled(x)
-    torch.testing.assert_close(y, eager)
-    y.square().sum().backward()
-    grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    eager.square().sum().backward()
-    for a, p in zip(grads, model.parameters()):
-        torch.testing.assert_close(a, p.grad)
+    assert_compiles_without_breaks(model, torch.randn(16, 4))
 
 
 def test_impl_is_read_at_every_call():

@@ -17,6 +17,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import assert_compiles_without_breaks  # noqa: E402
 from kancore import KAN, KANLinear  # noqa: E402
 
 SHAPES = [(3, 5), (17, 33), (64, 7)]
@@ -471,22 +472,7 @@ def test_torch_compile_has_no_graph_breaks():
     # C++ build (which tests torch, not kancore, and costs ~20 s).
     torch.manual_seed(0)
     model = torch.nn.Sequential(KANLinear(4, 8), KANLinear(8, 2, base_activation=torch.nn.GELU))
-    x = torch.randn(16, 4)
-    eager = model(x)
-    import torch._dynamo as dynamo
-
-    dynamo.reset()
-    explanation = dynamo.explain(model)(x)
-    assert explanation.graph_break_count == 0, explanation.break_reasons
-    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
-    y = compiled(x)
-    torch.testing.assert_close(y, eager)
-    y.square().sum().backward()
-    grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    eager.square().sum().backward()
-    for a, p in zip(grads, model.parameters()):
-        torch.testing.assert_close(a, p.grad)
+    assert_compiles_without_breaks(model, torch.randn(16, 4), backend="aot_eager")
 
 
 # --------------------------------------------------------------------------------------------
