@@ -58,6 +58,38 @@ std::int64_t in_block(std::int64_t K, std::int64_t O, std::size_t elem) {
 static_assert(kOutTile<float> == 4 * kLanes<float> && kOutTile<double> == 4 * kLanes<double>);
 
 
+// Stores one output tile (four vectors). With `stream`, as non-temporal stores that bypass the
+// caches: grad_table rows written once and not read again soon (the whole batch in one chunk)
+// would otherwise first be read from memory and then evict the table and grad_y. p must then be
+// 64-byte aligned, and the caller must fence (_mm_sfence) before the data is used elsewhere.
+template <class T>
+inline void store_tile(T* p, const Vec<T>& v0, const Vec<T>& v1, const Vec<T>& v2,
+                       const Vec<T>& v3, bool stream) {
+  constexpr std::int64_t L = kLanes<T>;
+#if defined(__AVX512F__)
+  if (stream) {
+    if constexpr (sizeof(T) == 4) {
+      _mm512_stream_ps(reinterpret_cast<float*>(p), (__m512)v0);
+      _mm512_stream_ps(reinterpret_cast<float*>(p + L), (__m512)v1);
+      _mm512_stream_ps(reinterpret_cast<float*>(p + 2 * L), (__m512)v2);
+      _mm512_stream_ps(reinterpret_cast<float*>(p + 3 * L), (__m512)v3);
+    } else {
+      _mm512_stream_pd(reinterpret_cast<double*>(p), (__m512d)v0);
+      _mm512_stream_pd(reinterpret_cast<double*>(p + L), (__m512d)v1);
+      _mm512_stream_pd(reinterpret_cast<double*>(p + 2 * L), (__m512d)v2);
+      _mm512_stream_pd(reinterpret_cast<double*>(p + 3 * L), (__m512d)v3);
+    }
+    return;
+  }
+#else
+  (void)stream;  // plain stores elsewhere (streaming is only a cache-traffic optimisation)
+#endif
+  store(p, v0);
+  store(p + L, v1);
+  store(p + 2 * L, v2);
+  store(p + 3 * L, v3);
+}
+
 // acc[0..kOutTile) += sum_ii w0[ii] * r0[..] + w1[ii] * r1[..], with the whole tile held in four
 // vector registers across the input loop (an array accumulator would round-trip through memory).
 // The loop vectoriser is off here: it would otherwise "vectorise" the input loop around these
@@ -87,10 +119,7 @@ __attribute__((optimize("no-tree-vectorize"))) void accumulate_full_tile(
     a3 += p * load(r0 + 3 * L);
     a3 += q * load(r1 + 3 * L);
   }
-  store(acc, a0);
-  store(acc + L, a1);
-  store(acc + 2 * L, a2);
-  store(acc + 3 * L, a3);
+  store_tile(acc, a0, a1, a2, a3, false);
 }
 
 // The same for a partial tile of `width` outputs.
@@ -139,32 +168,34 @@ inline Vec<T> locate_lanes(const Grid<T>& g, const T* __restrict x, std::int32_t
 }
 
 // Interval index and blend weights of n consecutive inputs of one row. Non-finite t get zero
-// weights; returns how many there were.
+// weights; returns whether there were any.
 template <class T>
-inline int locate_row(const Grid<T>& g, const T* __restrict x, std::int64_t n,
-                      std::int32_t* __restrict kidx, T* __restrict w0, T* __restrict w1) {
+inline bool locate_row(const Grid<T>& g, const T* __restrict x, std::int64_t n,
+                       std::int32_t* __restrict kidx, T* __restrict w0, T* __restrict w1) {
   constexpr std::int64_t L = kLanes<T>;
-  int nonfinite = 0;
+  const Vec<T> zero{};
+  decltype(zero == zero) nonfinite{};  // lane mask, all-ones where some t was not finite
   std::int64_t ii = 0;
   for (; ii + L <= n; ii += L) {
     const Vec<T> t = locate_lanes(g, x + ii, kidx + ii);
-    const Vec<T> zero{};
     const auto finite = (t - t) == zero;
     store(w0 + ii, finite ? T(1) - t : zero);
     store(w1 + ii, finite ? t : zero);
-    for (std::int64_t l = 0; l < L; ++l) nonfinite += finite[l] ? 0 : 1;
+    nonfinite |= ~finite;
   }
+  bool any = false;
+  for (std::int64_t l = 0; l < L; ++l) any = any || nonfinite[l] != 0;
   for (; ii < n; ++ii) {
     std::int64_t k;
     T t;
     locate(g, x[ii], k, t);
     const bool finite = is_finite(t);
-    nonfinite += finite ? 0 : 1;
+    any = any || !finite;
     kidx[ii] = static_cast<std::int32_t>(k);
     w0[ii] = finite ? T(1) - t : T(0);
     w1[ii] = finite ? t : T(0);
   }
-  return nonfinite;
+  return any;
 }
 
 // sum_o g[o] * (r1[o] - r0[o]) with four independent vector accumulators (a single one would
@@ -216,11 +247,10 @@ void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
       for (std::int64_t i0 = 0; i0 < I; i0 += IB) {
         const std::int64_t ni = std::min(IB, I - i0);
         const T* slice = table + i0 * K * O;
-        int nonfinite = 0;
         for (std::int64_t bb = 0; bb < nb; ++bb) {
-          nonfinite += locate_row(g, x + (b0 + bb) * I + i0, ni, kidx[bb], w0[bb], w1[bb]);
+          const bool nonfinite = locate_row(g, x + (b0 + bb) * I + i0, ni, kidx[bb], w0[bb], w1[bb]);
+          any_nonfinite = any_nonfinite || nonfinite;
         }
-        any_nonfinite = any_nonfinite || nonfinite > 0;
         for (std::int64_t o0 = oc0; o0 < oc1; o0 += OT) {
           const std::int64_t width = std::min(OT, oc1 - o0);
           const bool first = (i0 == 0);
@@ -326,56 +356,32 @@ void backward_table_scatter(const Shape& s, const T* x, const T* grad_y, T* grad
   }
 }
 
-// Stores one output tile (four vectors). With `stream`, as non-temporal stores that bypass the
-// caches: grad_table rows written once and not read again soon (the whole batch in one chunk)
-// would otherwise first be read from memory and then evict the table and grad_y. p must then be
-// 64-byte aligned, and the caller must fence (_mm_sfence) before the data is used elsewhere.
-template <class T>
-inline void store_tile(T* p, const Vec<T>& v0, const Vec<T>& v1, const Vec<T>& v2,
-                       const Vec<T>& v3, bool stream) {
-  constexpr std::int64_t L = kLanes<T>;
-#if defined(__AVX512F__)
-  if (stream) {
-    if constexpr (sizeof(T) == 4) {
-      _mm512_stream_ps(reinterpret_cast<float*>(p), (__m512)v0);
-      _mm512_stream_ps(reinterpret_cast<float*>(p + L), (__m512)v1);
-      _mm512_stream_ps(reinterpret_cast<float*>(p + 2 * L), (__m512)v2);
-      _mm512_stream_ps(reinterpret_cast<float*>(p + 3 * L), (__m512)v3);
-    } else {
-      _mm512_stream_pd(reinterpret_cast<double*>(p), (__m512d)v0);
-      _mm512_stream_pd(reinterpret_cast<double*>(p + L), (__m512d)v1);
-      _mm512_stream_pd(reinterpret_cast<double*>(p + 2 * L), (__m512d)v2);
-      _mm512_stream_pd(reinterpret_cast<double*>(p + 3 * L), (__m512d)v3);
-    }
-    return;
-  }
-#else
-  (void)stream;  // plain stores elsewhere (streaming is only a cache-traffic optimisation)
-#endif
-  store(p, v0);
-  store(p + L, v1);
-  store(p + 2 * L, v2);
-  store(p + 3 * L, v3);
-}
-
 // Lane j of the result = the sum of the lanes of v[j], for kLanes<T> vectors at once: a
 // transpose-and-add tree (about 3 operations per vector instead of a 16-step serial sum).
 inline Vec<float> sum_lanes_each(const Vec<float>* v) {
   Vec<float> w[8], x[4], y[2];
   for (int j = 0; j < 8; ++j) {  // lanes 0-7: v[j]'s partial sums; 8-15: v[j+8]'s
-    w[j] = __builtin_shufflevector(v[j], v[j + 8], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-           __builtin_shufflevector(v[j], v[j + 8], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    w[j] = __builtin_shufflevector(v[j], v[j + 8],
+                                   0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           __builtin_shufflevector(v[j], v[j + 8],
+                                   8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
   }
   for (int j = 0; j < 4; ++j) {  // lane groups of 4: v[j], v[j+4], v[j+8], v[j+12]
-    x[j] = __builtin_shufflevector(w[j], w[j + 4], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27) +
-           __builtin_shufflevector(w[j], w[j + 4], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    x[j] = __builtin_shufflevector(w[j], w[j + 4],
+                                   0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27) +
+           __builtin_shufflevector(w[j], w[j + 4],
+                                   4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
   }
   for (int j = 0; j < 2; ++j) {  // lane pairs: v[j], v[j+2], v[j+4], ..., v[j+14]
-    y[j] = __builtin_shufflevector(x[j], x[j + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
-           __builtin_shufflevector(x[j], x[j + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    y[j] = __builtin_shufflevector(x[j], x[j + 2],
+                                   0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
+           __builtin_shufflevector(x[j], x[j + 2],
+                                   2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
   }
-  return __builtin_shufflevector(y[0], y[1], 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30) +
-         __builtin_shufflevector(y[0], y[1], 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+  return __builtin_shufflevector(y[0], y[1],
+                                 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30) +
+         __builtin_shufflevector(y[0], y[1],
+                                 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
 }
 inline Vec<double> sum_lanes_each(const Vec<double>* v) {
   Vec<double> w[4], x[2];
@@ -409,8 +415,8 @@ constexpr std::int64_t kPrefetchRows = 4;  // table rows prefetched ahead in the
 // The gradients of one input i for one output tile, from a chunk of rows sorted by interval.
 // Bucket k's rows load their grad_y tile once and use it for (1-t) g into grad_table row k, t g
 // into row k+1 (carried in registers to the next bucket) and, with kSlope, g . (C[k+1] - C[k])
-// into the per-row slope dot of the input gradient (vector partials in `dotv`, reduced once per
-// row by the caller).
+// into the per-row slope dot of the input gradient (vector partials in `dotv`: stored by the first
+// tile of a pass, added by the others, and reduced to scalars by the caller after the pass).
 template <class T, bool kSlope>
 __attribute__((optimize("no-tree-vectorize"))) void fused_grad_full_tile(
     T* dC, bool first_chunk, bool stream, const T* Ci, std::int64_t O, std::int64_t K,
