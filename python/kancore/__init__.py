@@ -3,35 +3,57 @@
 ``from kancore import KANLayer`` is a drop-in for kanditioned's ``KANLayer`` (needs PyTorch).
 Without PyTorch, ``kancore.functional`` runs the same kernels on NumPy arrays and
 ``kancore.NumpyKAN`` trains whole networks natively.
+
+With PyTorch
+    KANLayer (C0, kanditioned's layer), KANLinear (B-spline, efficient-kan's layer), KAN (a stack
+    of either), fit / Trainer / create_dataset (training), save / load (the model file),
+    count_parameters / memory_estimate / mlp_with_same_parameters / plot_network (inspection).
+Without PyTorch
+    NumpyKAN (networks trained in C++), functional (the kernels on NumPy arrays).
+
+The package's modules form layers, each importing only from those below it:
+``_ops`` (native calls) < ``kan_layer``, ``kan_linear`` (layers) < ``network`` (``KAN``) <
+``model_io``, ``training``, ``inspection``. Figures come from ``_plotting``, imported only when
+one is drawn.
 """
+from typing import Any, List
+
 from ._core import __version__, built_with_cuda
 from . import functional
 from .numpy_network import NumpyKAN
 
-__all__ = ["KANLayer", "KANLinear", "KAN", "NumpyKAN", "save", "load", "fit", "Trainer",
-           "create_dataset", "count_parameters", "memory_estimate", "mlp_with_same_parameters",
-           "plot_network", "functional", "built_with_cuda", "__version__"]
+# Names that need torch, and the module defining each (imported on first use, so that
+# `import kancore` works with NumPy alone).
+_TORCH_NAMES = {"KANLayer": "kan_layer", "C0GridReport": "kan_layer",
+                "KANLinear": "kan_linear", "GridUpdateReport": "kan_linear",
+                "KAN": "network",
+                "save": "model_io", "load": "model_io",
+                "fit": "training", "Trainer": "training", "create_dataset": "training",
+                "count_parameters": "inspection", "memory_estimate": "inspection",
+                "mlp_with_same_parameters": "inspection", "plot_network": "inspection"}
 
-# Names that need torch, and the module defining each (imported on first use).
-_TORCH_CLASSES = {"KANLayer": "kan_layer", "KANLinear": "kan_linear", "KAN": "kan_linear",
-                  "save": "model_io", "load": "model_io",
-                  "fit": "training", "Trainer": "training", "create_dataset": "training",
-                  "count_parameters": "inspection", "memory_estimate": "inspection",
-                  "mlp_with_same_parameters": "inspection", "plot_network": "inspection"}
+__all__ = ["KANLayer", "KANLinear", "KAN", "C0GridReport", "GridUpdateReport", "NumpyKAN", "save", "load",
+           "fit", "Trainer", "create_dataset", "count_parameters", "memory_estimate",
+           "mlp_with_same_parameters", "plot_network", "functional", "built_with_cuda", "__version__"]
 
 
-def __getattr__(name):
-    # The layers need torch; load them on first use so `import kancore` works with NumPy alone.
-    if name in _TORCH_CLASSES:
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_NAMES:
         import importlib
 
         try:
-            module = importlib.import_module(f".{_TORCH_CLASSES[name]}", __name__)
+            module = importlib.import_module(f".{_TORCH_NAMES[name]}", __name__)
         except ModuleNotFoundError as exc:
             if exc.name != "torch":
                 raise
-            raise ImportError(f"kancore.{name} needs PyTorch: pip install 'kancore[torch]'") from exc
+            hint = " (without torch, NumpyKAN.load reads the same files)" if name == "load" else ""
+            raise ImportError(f"kancore.{name} needs PyTorch: pip install 'kancore[torch]'{hint}") from exc
         value = getattr(module, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'kancore' has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    # dir(), help() and tab completion list the whole API, including the names loaded lazily.
+    return sorted(set(globals()) | set(__all__))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from .kan_layer import KANLayer
+from .kan_linear import KANLinear
+from .network import KAN, KANLayerType
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -30,8 +34,6 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     state = 2 * grads if optimizer in ("adam", "adamw") else 0
-    from .kan_layer import KANLayer
-    from .kan_linear import KANLinear
 
     activations = 0
     for m in model.modules():
@@ -80,95 +82,72 @@ def mlp_with_same_parameters(widths_in_out: Sequence[int], target_params: int, h
 
 # -- edge functions ---------------------------------------------------------------------------------
 
-@torch.no_grad()
-def edge_functions(layer, n: int = 64, x: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Sample every edge function of a KAN layer: (xs (in, n), ys (in, out, n)) in float64.
-    Inputs span the layer's grid (B-spline: the knots' inner range; C0: the control points, mapped
-    back through a fitted domain), or the range of ``x`` (batch, in) when given."""
-    from .kan_layer import KANLayer
-    from .kan_linear import KANLinear
-
-    I, O = layer.in_features, layer.out_features
-    if isinstance(layer, KANLayer):
-        K, W = layer.num_control_points, float(layer.spline_width)
-        table = layer._table().detach().cpu().double().numpy()  # (I, K, O)
-        points = -W / 2 + np.arange(K) * W / (K - 1)
-        scale = offset = None
-        if layer.input_scale is not None:
-            scale = layer.input_scale.detach().cpu().double().numpy()
-            offset = layer.input_offset.detach().cpu().double().numpy()
-        lo = np.full(I, points[0]) if scale is None else (points[0] - offset) / scale
-        hi = np.full(I, points[-1]) if scale is None else (points[-1] - offset) / scale
-        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
-        if x is not None:
-            xd = x.detach().reshape(-1, I).cpu().double().numpy()
-            lo, hi = np.nanmin(xd, 0), np.nanmax(xd, 0)
-        xs = np.linspace(lo, hi, n, axis=1)  # (I, n)
-        ys = np.empty((I, O, n))
-        for i in range(I):
-            u = xs[i] if scale is None else xs[i] * scale[i] + offset[i]
-            # Linear interpolation that extends the end segments, as the kernels do.
-            t = (u + W / 2) * (K - 1) / W
-            k = np.clip(np.floor(t), 0, K - 2).astype(int)
-            f = (t - k)[:, None]
-            ys[i] = ((1 - f) * table[i, k] + f * table[i, k + 1]).T
-        return xs, ys
-    if isinstance(layer, KANLinear):
-        grid = layer.grid.detach().cpu().double().numpy()
-        k = layer.spline_order
-        lo, hi = grid[:, k], grid[:, -k - 1]
-        if x is not None:
-            xd = x.detach().reshape(-1, I).cpu().double().numpy()
-            lo, hi = np.nanmin(xd, 0), np.nanmax(xd, 0)
-        xs = np.linspace(lo, hi, n, axis=1)
-        basis = layer.b_splines(torch.from_numpy(xs.T.copy()).to(layer.grid.device)).cpu().double().numpy()
-        w = layer.scaled_spline_weight.detach().cpu().double().numpy()  # (O, I, C)
-        spline = np.einsum("nic,oic->ion", basis, w)
-        base = layer.base_activation(torch.from_numpy(xs)).numpy()  # (I, n)
-        ys = spline + layer.base_weight.detach().cpu().double().numpy().T[:, :, None] * base[:, None, :]
-        return xs, ys
-    raise TypeError(f"expected a KANLayer or KANLinear, got {type(layer).__name__}")
+def edge_functions(layer: KANLayerType, n: int = 64,
+                   x: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Sample every edge function of a KAN layer: ``(xs (in, n), ys (in, out, n))`` in float64.
+    The same as ``layer.edge_functions(n, x)``; see ``KANLayer.edge_functions``."""
+    if not isinstance(layer, (KANLayer, KANLinear)):
+        raise TypeError(f"expected a KANLayer or KANLinear, got {type(layer).__name__}")
+    return layer.edge_functions(n=n, x=x)
 
 
-@torch.no_grad()
-def coefficient_importance(layer) -> np.ndarray:
-    """(out, in) importance of each edge without data: C0, the mean |C - mean C| over the control
-    points (how much the edge varies); B-spline, mean |scaled spline coefficient| + |base weight|."""
-    from .kan_layer import KANLayer
-
-    if isinstance(layer, KANLayer):
-        t = layer._table().detach().cpu().double()
-        return (t - t.mean(1, keepdim=True)).abs().mean(1).T.numpy()
-    w = layer.scaled_spline_weight.detach().cpu().double()
-    return (w.abs().mean(-1) + layer.base_weight.detach().cpu().double().abs()).numpy()
+def coefficient_importance(layer: KANLayerType) -> np.ndarray:
+    """``(out, in)`` importance of each edge without data (``layer.edge_importance()``): C0, the
+    mean ``|C - mean C|`` over the control points; B-spline, mean ``|scaled spline
+    coefficient|`` + ``|base weight|``."""
+    if not isinstance(layer, (KANLayer, KANLinear)):
+        raise TypeError(f"expected a KANLayer or KANLinear, got {type(layer).__name__}")
+    return layer.edge_importance()
 
 
-def plot_network(model, x: Optional[torch.Tensor] = None, save_path=None, n: int = 48, max_edges: int = 2048,
-                 figsize=None):
-    """A figure of the whole network: nodes per layer (inputs at the bottom), and for every edge
-    its function drawn as a small curve in a box between the layers, wired from its input node
-    to its output node. Line strength and opacity follow the edge's importance within its layer:
-    with samples ``x`` (batch, in), pykan's edge scale A = std(edge output) / (std(input) + 0.1)
-    (``KAN.edge_scales``) and the curves span each layer's input range; otherwise a coefficient
-    norm (``coefficient_importance``). Returns a bare matplotlib Figure (headless, shown once in
-    a notebook); saved at 200 dpi when ``save_path`` is truthy."""
-    from ._plotting import _require_matplotlib
-    from .kan_layer import KANLayer
-    from .kan_linear import KAN, KANLinear
-
+def _network_layers(model: nn.Module) -> Tuple[List[KANLayerType], List[nn.Module]]:
     if isinstance(model, KAN):
-        layers, norms = list(model.layers), (list(model.norms) if model.layernorm else [])
-    elif isinstance(model, (KANLayer, KANLinear)):
-        layers, norms = [model], []
-    elif isinstance(model, nn.Sequential) and all(isinstance(m, (KANLayer, KANLinear)) for m in model):
-        layers, norms = list(model), []
-    else:
-        raise TypeError(f"plot_network expects a kancore KAN, a KAN layer or a Sequential of them, "
-                        f"got {type(model).__name__}")
+        return list(model.layers), (list(model.norms) if model.layernorm else [])
+    if isinstance(model, (KANLayer, KANLinear)):
+        return [model], []
+    if isinstance(model, nn.Sequential) and all(isinstance(m, (KANLayer, KANLinear)) for m in model):
+        return list(model), []
+    raise TypeError(f"plot_network expects a kancore KAN, a KAN layer or a Sequential of them, "
+                    f"got {type(model).__name__}")
+
+
+def plot_network(model: nn.Module, x: Optional[torch.Tensor] = None, save_path: Optional[Any] = None,
+                 n: int = 48, max_edges: int = 2048, figsize: Optional[Tuple[float, float]] = None) -> Any:
+    """A figure of the whole network.
+
+    Nodes per layer (inputs at the bottom), and for every edge its function drawn as a small
+    curve in a box between the layers, wired from its input node to its output node. Line
+    strength and opacity follow the edge's importance within its layer.
+
+    Parameters
+    ----------
+    model : KAN, KANLayer, KANLinear or nn.Sequential of them
+        The network.
+    x : torch.Tensor, optional
+        Samples ``(batch, in)``. With them, importance is pykan's edge scale
+        A = std(edge output) / (std(input) + 0.1) (``KAN.edge_scales``) and the curves span each
+        layer's input range; without, a coefficient norm (``coefficient_importance``).
+    save_path : str or path, optional
+        When truthy, the figure is also saved there at 200 dpi.
+    n : int
+        Samples per edge curve.
+    max_edges : int
+        Networks with more edges raise ``ValueError``.
+    figsize : (float, float), optional
+        Figure size in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A bare Figure (headless; a notebook shows it once).
+    """
+    from . import _plotting
+
+    layers, norms = _network_layers(model)
     edges = sum(L.in_features * L.out_features for L in layers)
     if edges > max_edges:
         raise ValueError(f"the network has {edges} edges, more than max_edges={max_edges}")
-    inputs = [None] * len(layers)
+    inputs: List[Optional[torch.Tensor]] = [None] * len(layers)
     if x is not None:
         h = x.detach()
         with torch.no_grad():
@@ -177,56 +156,18 @@ def plot_network(model, x: Optional[torch.Tensor] = None, save_path=None, n: int
                 h = L(h)
                 if j < len(norms):
                     h = norms[j](h)
-    Figure = _require_matplotlib()
-    widest = max(max(L.in_features * L.out_features for L in layers), 4)
-    fig = Figure(figsize=figsize or (min(3 + 0.45 * widest, 24), 2.4 * len(layers) + 1))
-    ax = fig.add_subplot(1, 1, 1)
-    ax.set_axis_off()
-
-    def node_x(count, idx):
-        return (idx + 0.5) / count
-
-    box_w = 0.8 / widest
-    for j, L in enumerate(layers):
-        I, O = L.in_features, L.out_features
-        xs, ys = edge_functions(L, n=n, x=inputs[j])
+    curves = []
+    for L, h in zip(layers, inputs):
+        xs, ys = L.edge_functions(n=n, x=h)
         imp = None
-        if inputs[j] is not None and len(inputs[j].reshape(-1, I)) >= 2:
+        if h is not None and len(h.reshape(-1, L.in_features)) >= 2:
             try:
-                imp = L.edge_scales(inputs[j].reshape(-1, I)).cpu().double().numpy()
+                imp = L.edge_scales(h.reshape(-1, L.in_features)).cpu().double().numpy()
             except NotImplementedError:  # CUDA tensors, or a B-spline layer without SiLU
                 imp = None
         if imp is None:
-            imp = coefficient_importance(L)
+            imp = L.edge_importance()
         imp = np.nan_to_num(imp, nan=0.0)
         rel = imp / imp.max() if imp.max() > 0 else np.zeros_like(imp)
-        y0, y1, yb = float(j), float(j + 1), j + 0.5
-        for i in range(I):
-            for o in range(O):
-                e = i * O + o
-                bx = node_x(I * O, e)
-                a = float(0.08 + 0.92 * rel[o, i])
-                lw = 0.4 + 2.0 * rel[o, i]
-                ax.plot([node_x(I, i), bx], [y0, yb - 0.12], color="k", alpha=a, lw=lw)
-                ax.plot([bx, node_x(O, o)], [yb + 0.12, y1], color="k", alpha=a, lw=lw)
-                curve = ys[i, o]
-                span = np.ptp(curve)
-                cy = (curve - curve.min()) / span - 0.5 if span > 0 else np.zeros_like(curve)
-                cx = np.linspace(-0.5, 0.5, len(curve))
-                ax.plot(bx + cx * box_w, yb + cy * 0.2, color="tab:blue", alpha=a, lw=1.2)
-                ax.add_patch(_rect(bx - box_w / 2, yb - 0.12, box_w, 0.24, a))
-        ax.scatter([node_x(I, i) for i in range(I)], [y0] * I, s=40, color="k", zorder=3)
-    last = layers[-1].out_features
-    ax.scatter([node_x(last, o) for o in range(last)], [len(layers)] * last, s=40, color="k", zorder=3)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.3, len(layers) + 0.3)
-    ax.set_title("KAN network (edge opacity: importance)")
-    if save_path:
-        fig.savefig(save_path, dpi=200, bbox_inches="tight")
-    return fig
-
-
-def _rect(x, y, w, h, alpha):
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x, y), w, h, fill=False, edgecolor="0.5", alpha=alpha, lw=0.6)
+        curves.append((xs, ys, rel))
+    return _plotting.network_figure(curves, save_path=save_path, figsize=figsize)

@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Tuple
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -219,10 +221,8 @@ class KANLayer(nn.Module):
         """Mean over edges of sum_k (C[k+1] - 2 C[k] + C[k-1])^2 on the control points (native,
         with its gradient). With variant="DCT" its gradient reaches the DCT coefficients, where
         the penalty is nearly diagonal (well conditioned)."""
-        from .kan_linear import _ops_bs
-
         table = self._table()
-        value, _ = _ops_bs.smoothness(table, self.in_features, self.num_control_points, self.out_features)
+        value, _ = _ops.torch_bspline_ops().smoothness(table, self.in_features, self.num_control_points, self.out_features)
         return value
 
     # -- grid adaptation -------------------------------------------------------------------------
@@ -342,18 +342,100 @@ class KANLayer(nn.Module):
 
     # -- inspection -----------------------------------------------------------------------------
 
-    def visualize_all_mappings(self, save_path=None, *, x_axis: str = "control_points", max_edges: int = 1024):
+    @torch.no_grad()
+    def edge_functions(self, n: int = 64, x: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Sample every edge function in float64.
+
+        Parameters
+        ----------
+        n : int
+            Samples per edge.
+        x : torch.Tensor, optional
+            Inputs ``(..., in_features)``; when given, each feature is sampled over the range of
+            its finite values instead of the control points' span (mapped back through a fitted
+            domain).
+
+        Returns
+        -------
+        xs : numpy.ndarray
+            ``(in_features, n)`` input values, in the layer's input units.
+        ys : numpy.ndarray
+            ``(in_features, out_features, n)``: ``ys[i, o]`` is edge ``i -> o`` at ``xs[i]``.
+        """
+        I, O = self.in_features, self.out_features
+        K, W = self.num_control_points, float(self.spline_width)
+        table = self._table().detach().cpu().double().numpy()  # (I, K, O)
+        lo, hi = self.control_point_inputs()[:, [0, -1]].T
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        if x is not None:
+            xd = x.detach().reshape(-1, I).cpu().double().numpy()
+            xd = np.where(np.isfinite(xd), xd, np.nan)
+            if np.isfinite(xd).any(axis=0).all():
+                lo, hi = np.nanmin(xd, 0), np.nanmax(xd, 0)
+        xs = np.linspace(lo, hi, n, axis=1)  # (I, n)
+        u = xs
+        if self.input_scale is not None:
+            u = xs * self.input_scale.detach().cpu().double().numpy()[:, None] \
+                + self.input_offset.detach().cpu().double().numpy()[:, None]
+        # Linear interpolation that extends the end segments, as the kernels do.
+        t = (u + W / 2) * (K - 1) / W
+        k = np.clip(np.floor(t), 0, K - 2).astype(int)
+        f = t - k
+        ys = np.empty((I, O, n))
+        for i in range(I):
+            ys[i] = ((1 - f[i])[:, None] * table[i, k[i]] + f[i][:, None] * table[i, k[i] + 1]).T
+        return xs, ys
+
+    @torch.no_grad()
+    def control_point_inputs(self) -> np.ndarray:
+        """``(in_features, num_control_points)``: the input value at each control point of each
+        feature (the kernels' uniform points over ``[-W/2, W/2]``, mapped back through a fitted
+        domain)."""
+        K, W = self.num_control_points, float(self.spline_width)
+        points = np.tile(-W / 2 + np.arange(K) * W / (K - 1), (self.in_features, 1))
+        if self.input_scale is None:
+            return points
+        scale = self.input_scale.detach().cpu().double().numpy()[:, None]
+        offset = self.input_offset.detach().cpu().double().numpy()[:, None]
+        return (points - offset) / scale
+
+    @torch.no_grad()
+    def edge_importance(self) -> np.ndarray:
+        """``(out_features, in_features)`` importance of each edge without data: the mean
+        ``|C - mean C|`` over its control points (how much the edge varies)."""
+        t = self._table().detach().cpu().double()
+        return (t - t.mean(1, keepdim=True)).abs().mean(1).T.numpy()
+
+    def visualize_all_mappings(self, save_path: Optional[str] = None, *, x_axis: str = "control_points",
+                               max_edges: int = 1024) -> Any:
         """Plot every edge's spline on an in x out grid of subplots and return the Figure.
 
-        ``x_axis="control_points"`` (kanditioned's plot) puts the control-point index on the x
-        axis; ``x_axis="input"`` puts the input value there. With a truthy ``save_path`` the
-        figure is saved at 300 dpi. The Figure is not registered with pyplot, so it works
-        headless and a notebook shows it once (as the cell's value); call ``fig.savefig`` or
-        ``display(fig)`` to show it elsewhere.
-        """
-        from ._plotting import plot_c0_mappings
+        Parameters
+        ----------
+        save_path : str or path, optional
+            When truthy, the figure is also saved there at 300 dpi.
+        x_axis : {"control_points", "input"}
+            ``"control_points"`` (kanditioned's plot) puts the control-point index on the x axis;
+            ``"input"`` the input value.
+        max_edges : int
+            A layer with more edges raises ``ValueError`` instead of drawing a wall of subplots.
 
-        return plot_c0_mappings(self, save_path=save_path, x_axis=x_axis, max_edges=max_edges)
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Not registered with pyplot, so it works headless and a notebook shows it once (as
+            the cell's value); call ``fig.savefig`` or ``display(fig)`` to show it elsewhere.
+        """
+        from . import _plotting
+
+        if x_axis not in ("control_points", "input"):
+            raise ValueError(f"x_axis must be 'control_points' or 'input', got {x_axis!r}")
+        _plotting.check_edge_count(self.in_features * self.out_features, max_edges)
+        I, K = self.in_features, self.num_control_points
+        table = self._table().detach().cpu().double().numpy()  # (I, K, O)
+        xs = np.tile(np.arange(K), (I, 1)) if x_axis == "control_points" else self.control_point_inputs()
+        xlabel = "Control Points" if x_axis == "control_points" else "Input"
+        return _plotting.edge_grid(xs, table.transpose(0, 2, 1), xlabel, save_path)
 
     # -- sample-based regularisation (pykan) ----------------------------------------------------
 
@@ -380,8 +462,6 @@ class KANLayer(nn.Module):
             return self._edge_scale(x, 1.0, 0.0, 0.0, 0.0)[1]
 
     def _edge_scale(self, x, *lambs):
-        from ._ops import torch_edge_scale_ops
-
         table = self._table()
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
@@ -389,5 +469,5 @@ class KANLayer(nn.Module):
             # A fitted domain: the edge functions act on x * scale + offset, so measure them there
             # (the denominator's std(x) is then that of the mapped input).
             x = torch.addcmul(self.input_offset, x, self.input_scale)
-        return torch_edge_scale_ops().c0_loss(x.reshape(-1, self.in_features), table,
+        return _ops.torch_edge_scale_ops().c0_loss(x.reshape(-1, self.in_features), table,
                                               float(self.spline_width), *lambs)

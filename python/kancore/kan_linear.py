@@ -29,7 +29,7 @@ import contextlib
 import math
 import numbers
 import threading
-from typing import NamedTuple, Sequence
+from typing import Any, Iterator, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -235,15 +235,80 @@ class KANLinear(nn.Module):
         value, _ = _ops_bs.smoothness(w, w.shape[0] * w.shape[1], w.shape[2], 1)
         return value
 
-    def visualize_all_mappings(self, save_path=None, *, x_axis: str = "input", max_edges: int = 1024):
-        """Plot every edge on an in x out grid of subplots (kanditioned's layout) and return the
-        Figure. ``x_axis="input"``: the edge's whole function, base + spline, against the input
-        value over the grid's inner range; ``"control_points"``: the scaled spline coefficients
-        against the basis index. Saved at 300 dpi when ``save_path`` is truthy; a bare Figure
-        (headless, shown once in a notebook)."""
-        from ._plotting import plot_bspline_mappings
+    @torch.no_grad()
+    def edge_functions(self, n: int = 64, x: Optional[torch.Tensor] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """Sample every edge's whole function (base + spline) in float64.
 
-        return plot_bspline_mappings(self, save_path=save_path, x_axis=x_axis, max_edges=max_edges)
+        Parameters
+        ----------
+        n : int
+            Samples per edge.
+        x : torch.Tensor, optional
+            Inputs ``(..., in_features)``; when given, each feature is sampled over the range of
+            its finite values instead of the grid's inner range.
+
+        Returns
+        -------
+        xs : numpy.ndarray
+            ``(in_features, n)`` input values.
+        ys : numpy.ndarray
+            ``(in_features, out_features, n)``: ``ys[i, o]`` is edge ``i -> o`` at ``xs[i]``.
+        """
+        I = self.in_features
+        grid = self.grid.detach().cpu().double().numpy()
+        k = self.spline_order
+        lo, hi = grid[:, k], grid[:, -k - 1]
+        if x is not None:
+            xd = x.detach().reshape(-1, I).cpu().double().numpy()
+            xd = np.where(np.isfinite(xd), xd, np.nan)
+            if np.isfinite(xd).any(axis=0).all():
+                lo, hi = np.nanmin(xd, 0), np.nanmax(xd, 0)
+        xs = np.linspace(lo, hi, n, axis=1)
+        basis = self.b_splines(torch.from_numpy(xs.T.copy()).to(self.grid.device)).cpu().double().numpy()
+        w = self.scaled_spline_weight.detach().cpu().double().numpy()  # (O, I, C)
+        spline = np.einsum("nic,oic->ion", basis, w)
+        base = self.base_activation(torch.from_numpy(xs)).numpy()  # (I, n)
+        return xs, spline + self.base_weight.detach().cpu().double().numpy().T[:, :, None] * base[:, None, :]
+
+    @torch.no_grad()
+    def edge_importance(self) -> np.ndarray:
+        """``(out_features, in_features)`` importance of each edge without data: mean
+        ``|scaled spline coefficient|`` + ``|base weight|``."""
+        w = self.scaled_spline_weight.detach().cpu().double()
+        return (w.abs().mean(-1) + self.base_weight.detach().cpu().double().abs()).numpy()
+
+    def visualize_all_mappings(self, save_path: Optional[str] = None, *, x_axis: str = "input",
+                               max_edges: int = 1024) -> Any:
+        """Plot every edge on an in x out grid of subplots (kanditioned's layout) and return the
+        Figure.
+
+        Parameters
+        ----------
+        save_path : str or path, optional
+            When truthy, the figure is also saved there at 300 dpi.
+        x_axis : {"input", "control_points"}
+            ``"input"``: the edge's whole function, base + spline, against the input value over
+            the grid's inner range; ``"control_points"``: the scaled spline coefficients against
+            the basis index.
+        max_edges : int
+            A layer with more edges raises ``ValueError`` instead of drawing a wall of subplots.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            A bare Figure (headless; a notebook shows it once).
+        """
+        from . import _plotting
+
+        if x_axis not in ("control_points", "input"):
+            raise ValueError(f"x_axis must be 'control_points' or 'input', got {x_axis!r}")
+        _plotting.check_edge_count(self.in_features * self.out_features, max_edges)
+        if x_axis == "input":
+            xs, ys = self.edge_functions(n=200)
+            return _plotting.edge_grid(xs, ys, "Input", save_path)
+        w = self.scaled_spline_weight.detach().cpu().double().numpy()  # (O, I, C)
+        xs = np.tile(np.arange(w.shape[-1]), (self.in_features, 1))
+        return _plotting.edge_grid(xs, w.transpose(1, 0, 2), "Control Points", save_path)
 
     def extra_repr(self) -> str:
         parts = [f"in_features={self.in_features}", f"out_features={self.out_features}",
@@ -290,164 +355,3 @@ class KANLinear(nn.Module):
         scaler = self.spline_scaler if self.enable_standalone_scale_spline else None
         return _ops.torch_edge_scale_ops().bspline_loss(x.reshape(-1, self.in_features), self.grid,
                                                         self.base_weight, self.spline_weight, scaler, *lambs)
-
-
-KINDS = ("bspline", "c0")
-
-
-class KAN(nn.Module):
-    """efficient-kan's ``KAN``: a stack of ``KANLinear`` layers of widths ``layers_hidden``.
-
-    The positional arguments, their defaults, ``forward(x, update_grid=False)``,
-    ``regularization_loss`` and ``refine`` are efficient-kan's, and the state_dict names are
-    ``layers.{j}.*``. Keyword-only extensions (the network of the kancore model file,
-    the format in cpp/include/kancore/model_io.hpp):
-
-    * ``kind="c0"`` builds the stack from ``KANLayer`` (kanditioned's piecewise-linear layer)
-      with ``num_control_points``, ``spline_width``, ``variant``, ``init`` and ``impl`` passed
-      through; the B-spline arguments are then unused. ``update_grid=True`` fits each C0 layer's
-      input domain (``KANLayer.update_grid``) and ``refine(K)`` changes its control points.
-    * ``layernorm=True`` puts ``nn.LayerNorm(width, eps=layernorm_eps)`` after every layer but
-      the last (``norms.{j}.weight/bias``); the B-spline grids then see normalised inputs.
-    * ``save(path)`` / ``KAN.load(path)``: the safetensors model file (``kancore.save``).
-    """
-
-    def __init__(self, layers_hidden: Sequence[int], grid_size: int = 5, spline_order: int = 3,
-                 scale_noise: float = 0.1, scale_base: float = 1.0, scale_spline: float = 1.0,
-                 base_activation=torch.nn.SiLU, grid_eps: float = 0.02, grid_range: Sequence[float] = (-1, 1),
-                 *, kind: str = "bspline", layernorm: bool = False, layernorm_eps: float = 1e-5,
-                 num_control_points: int = 32, spline_width: float = 4.0, variant: str = "B-spline",
-                 init: str = "random_normal", impl: str = "embedding_bag", device=None, dtype=None):
-        super().__init__()
-        widths = list(layers_hidden)
-        if len(widths) < 2:
-            raise ValueError(f"layers_hidden needs at least two widths, got {widths}")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        if not isinstance(layernorm, bool):
-            raise ValueError(f"layernorm must be True or False, got {layernorm!r}")
-        if not (isinstance(layernorm_eps, numbers.Real) and math.isfinite(layernorm_eps) and layernorm_eps > 0):
-            raise ValueError(f"layernorm_eps must be a finite number > 0, got {layernorm_eps!r}")
-        self.kind = kind
-        self.layernorm = layernorm
-        self.grid_size = grid_size
-        self.spline_order = spline_order
-        if kind == "bspline":
-            self.layers = nn.ModuleList(
-                KANLinear(a, b, grid_size=grid_size, spline_order=spline_order, scale_noise=scale_noise,
-                          scale_base=scale_base, scale_spline=scale_spline, base_activation=base_activation,
-                          grid_eps=grid_eps, grid_range=grid_range, device=device, dtype=dtype)
-                for a, b in zip(widths[:-1], widths[1:]))
-        else:
-            from .kan_layer import KANLayer
-
-            self.num_control_points = num_control_points
-            self.layers = nn.ModuleList(
-                KANLayer(a, b, init, num_control_points=num_control_points, spline_width=spline_width,
-                         variant=variant, impl=impl, device=device, dtype=dtype)
-                for a, b in zip(widths[:-1], widths[1:]))
-        # Always present (empty without layernorm) so the attribute exists for every network.
-        self.norms = nn.ModuleList(
-            nn.LayerNorm(b, eps=float(layernorm_eps), device=device, dtype=dtype) for b in widths[1:-1]
-        ) if layernorm else nn.ModuleList()
-
-    @property
-    def widths(self) -> list:
-        return [self.layers[0].in_features] + [layer.out_features for layer in self.layers]
-
-    def forward(self, x: torch.Tensor, update_grid: bool = False) -> torch.Tensor:
-        last = len(self.layers) - 1
-        for j, layer in enumerate(self.layers):
-            if update_grid:
-                layer.update_grid(x.reshape(-1, layer.in_features))
-            x = layer(x)
-            if self.layernorm and j < last:
-                x = self.norms[j](x)
-        return x
-
-    def regularization_loss(self, regularize_activation: float = 1.0, regularize_entropy: float = 1.0) -> torch.Tensor:
-        """efficient-kan's L1 + entropy penalty summed over the layers. For ``kind="c0"`` it is
-        taken on the control-point values (each edge's mean |C[i, :, o]|)."""
-        total = None
-        for layer in self.layers:
-            if isinstance(layer, KANLinear):
-                term = layer.regularization_loss(regularize_activation, regularize_entropy)
-            else:
-                w = layer._table().permute(2, 0, 1).contiguous()  # (out, in, K), the op's layout
-                term, _ = _ops_bs.coefficient_l1_entropy(w, float(regularize_activation), float(regularize_entropy))
-            total = term if total is None else total + term
-        return total
-
-    def smoothness_loss(self) -> torch.Tensor:
-        """The layers' second-difference penalties (``smoothness_loss``) summed."""
-        return sum(layer.smoothness_loss() for layer in self.layers)
-
-    def refine(self, new_grid_size: int) -> None:
-        """B-spline: ``new_grid_size`` intervals per grid; C0: ``new_grid_size`` control points.
-        Keeps the function (see the layers' ``refine``); parameters are replaced."""
-        for layer in self.layers:
-            layer.refine(new_grid_size)
-        if self.kind == "c0":
-            self.num_control_points = new_grid_size
-        else:
-            self.grid_size = new_grid_size
-
-    def edge_scale_loss(self, x: torch.Tensor, lamb_l1: float = 1.0, lamb_entropy: float = 2.0,
-                        lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0, return_output: bool = False):
-        """pykan's sample-based regulariser summed over the layers (as MultKAN.reg does).
-
-        Runs the stack forward on x, so each layer is measured on its own input, and gradients
-        reach earlier layers through those inputs. With ``return_output=True`` returns
-        ``(loss, y)`` with y the network's output, so a training step can use one forward pass
-        for both the data loss and this penalty.
-        """
-        total = None
-        last = len(self.layers) - 1
-        for j, layer in enumerate(self.layers):
-            term = layer.edge_scale_loss(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
-            total = term if total is None else total + term
-            x = layer(x)
-            if self.layernorm and j < last:
-                x = self.norms[j](x)
-        return (total, x) if return_output else total
-
-    def edge_scales(self, x: torch.Tensor) -> list:
-        """Per layer, the (out, in) edge scales A of pykan's regulariser on that layer's input."""
-        scales = []
-        last = len(self.layers) - 1
-        with torch.no_grad():
-            for j, layer in enumerate(self.layers):
-                scales.append(layer.edge_scales(x))
-                x = layer(x)
-                if self.layernorm and j < last:
-                    x = self.norms[j](x)
-        return scales
-
-    # -- inspection ------------------------------------------------------------------------
-
-    def visualize_all_mappings(self, save_path=None, *, layer: int = 0, **options):
-        """Layer ``layer``'s ``visualize_all_mappings`` figure (see KANLayer/KANLinear)."""
-        if not isinstance(layer, int) or not -len(self.layers) <= layer < len(self.layers):
-            raise ValueError(f"layer must be an index into the {len(self.layers)} layers, got {layer!r}")
-        return self.layers[layer].visualize_all_mappings(save_path=save_path, **options)
-
-    def plot_network(self, x=None, save_path=None, **options):
-        """The whole-network figure; see ``kancore.plot_network``."""
-        from .inspection import plot_network
-
-        return plot_network(self, x=x, save_path=save_path, **options)
-
-    # -- model file ------------------------------------------------------------------------
-
-    def save(self, path, metadata=None) -> None:
-        """Write the kancore model file (safetensors, the format in cpp/include/kancore/model_io.hpp); see ``kancore.save``."""
-        from .model_io import save
-
-        save(self, path, metadata=metadata)
-
-    @classmethod
-    def load(cls, path, device=None) -> "KAN":
-        """Read a kancore model file; see ``kancore.load``."""
-        from .model_io import load
-
-        return load(path, device=device)

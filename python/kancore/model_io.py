@@ -28,6 +28,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .kan_layer import KANLayer
+from .kan_linear import KANLinear, skip_initialisation
+from .network import KAN
+
 FORMAT = "kancore.network"
 FORMAT_VERSION = "1"
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # the C++ loader's limit, so both read what either writes
@@ -39,9 +43,6 @@ _RESERVED_METADATA = ("format", "format_version", "config")
 # -- writing -------------------------------------------------------------------------------------
 
 def _layers_of(model) -> Tuple[List[nn.Module], Optional[nn.ModuleList]]:
-    from .kan_layer import KANLayer
-    from .kan_linear import KAN, KANLinear
-
     if isinstance(model, KAN):
         return list(model.layers), (model.norms if model.layernorm else None)
     if isinstance(model, (KANLayer, KANLinear)):
@@ -53,8 +54,6 @@ def _layers_of(model) -> Tuple[List[nn.Module], Optional[nn.ModuleList]]:
 
 
 def _layer_entry(j: int, layer) -> Tuple[dict, Dict[str, torch.Tensor]]:
-    from .kan_layer import KANLayer
-
     p = f"layers.{j}."
     if isinstance(layer, KANLayer):
         fitted = layer.input_scale is not None
@@ -336,8 +335,6 @@ def _grid_range(L: dict):
 def load(path, device=None):
     """Read a kancore model file and return the ``KAN`` it describes (C0 layers come back with
     ``variant="B-spline"``). Raises ValueError on any malformed, truncated or inconsistent file."""
-    from .kan_linear import KAN, skip_initialisation
-
     arrays, metadata = read_safetensors(path)
     try:
         cfg = parse_config(metadata)
@@ -395,9 +392,6 @@ def _same_shape(L: dict, first: dict) -> bool:
 
 
 def _make_layer(L: dict, dtype):
-    from .kan_layer import KANLayer
-    from .kan_linear import KANLinear
-
     if L["kind"] == "c0":
         return KANLayer(L["in_features"], L["out_features"], "zero", num_control_points=L["num_control_points"],
                         spline_width=L["spline_width"], dtype=dtype)

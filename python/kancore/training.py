@@ -37,6 +37,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .kan_layer import KANLayer
+from .kan_linear import KANLinear
+from .network import KAN
+
 _SPLINE_NAMES = {"KANLayer": ("kan_weight", "dct_weight", "r_weight", "l_weight"),
                  "KANLinear": ("spline_weight",)}
 OPTIMIZERS = ("adam", "adamw", "lbfgs")
@@ -57,9 +61,6 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, min_lr_ratio: 
 def _spline_attrs(module: nn.Module):
     """The spline parameter names of a KAN layer (subclasses included; by class name for
     efficient-kan's or kanditioned's own classes), else ()."""
-    from .kan_layer import KANLayer
-    from .kan_linear import KANLinear
-
     if isinstance(module, KANLayer):
         return _SPLINE_NAMES["KANLayer"]
     if isinstance(module, KANLinear):
@@ -217,8 +218,6 @@ class Trainer:
         return reg
 
     def _has_grids(self) -> bool:
-        from .kan_linear import KAN
-
         if isinstance(self.model, KAN):
             return True
         return isinstance(self.model, nn.Sequential) and any(hasattr(c, "update_grid") for c in self.model)
@@ -258,8 +257,6 @@ class Trainer:
             g["params"] = new_params
 
     def _update_grids(self, x: torch.Tensor) -> None:
-        from .kan_linear import KAN
-
         was_training = self.model.training
         with torch.no_grad():
             if isinstance(self.model, KAN):

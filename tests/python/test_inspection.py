@@ -68,7 +68,7 @@ def test_plot_network_renders_with_and_without_data(tmp_path, kw):
     before = plt.get_fignums()
     fig = kancore.plot_network(model, save_path=str(tmp_path / "net.png"))
     assert (tmp_path / "net.png").read_bytes()[:8] == PNG
-    fig2 = model.plot_network(x)
+    fig2 = kancore.plot_network(model, x)
     assert plt.get_fignums() == before
     ax = fig2.get_axes()[0]
     # Per edge: two wires and one curve; 2*3 + 3*1 = 9 edges, plus the node markers.

@@ -54,11 +54,9 @@ def test_round_trip_is_bitwise(tmp_path, kw, fit_grid):
     assert isinstance(m2, KAN)
     with torch.no_grad():
         assert torch.equal(m(x), m2(x))
-    # KAN.save / KAN.load are the same thing.
-    m.save(tmp_path / "m2.safetensors")
+    # Saving again gives the same bytes (the file is a function of the model).
+    kancore.save(m, tmp_path / "m2.safetensors")
     assert (tmp_path / "m2.safetensors").read_bytes() == path.read_bytes()
-    with torch.no_grad():
-        assert torch.equal(KAN.load(tmp_path / "m2.safetensors")(x), m(x))
     # Loaded C0 layers are variant B-spline holding the table; dtype is kept.
     for layer in m2.layers:
         if isinstance(layer, KANLayer):
@@ -112,7 +110,7 @@ def test_names_metadata_and_layout_match_the_spec(tmp_path):
 
 def test_file_written_by_the_safetensors_package_loads(tmp_path):
     # The other direction: an independent writer, our reader.
-    m, x = _model(False, kind="c0", num_control_points=5)
+    m, x = _model(False, kind="c0", num_control_points=5, layernorm=False)
     cfg = {"dtype": "float32", "layernorm": False, "layernorm_eps": 1e-5,
            "layers": [{"kind": "c0", "in_features": 3, "out_features": 5, "num_control_points": 5,
                        "spline_width": 4.0, "fitted_domain": False, "future_key": [1, 2]},
