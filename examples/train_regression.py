@@ -60,7 +60,7 @@ def main():
 
     for name, model in [("KAN", kan), ("MLP", mlp)]:
         start = time.perf_counter()
-        hist = kancore.fit(model, xs[0], ys[0], X_val=xs[1], y_val=ys[1], **settings)
+        hist = kancore.fit(model, xs[0], ys[0], validation=(xs[1], ys[1]), **settings)
         seconds = time.perf_counter() - start
         with torch.no_grad():
             err = rmse(model)

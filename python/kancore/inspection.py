@@ -48,32 +48,78 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
             "activations": activations, "total": total}
 
 
-def _mlp_count(n_in: int, n_out: int, h: int, hidden_layers: int) -> int:
-    return (n_in + 1) * h + (hidden_layers - 1) * (h + 1) * h + (h + 1) * n_out
+MAX_MLP_PARAMETERS = 10 ** 11  # beyond this an MLP cannot be built in any memory we know
+
+
+def _mlp_count(sizes: Sequence[int]) -> int:
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def _scaled_widths(shape: Sequence[int], scale: float) -> List[int]:
+    return [max(1, int(round(w * scale))) for w in shape]
 
 
 def mlp_with_same_parameters(widths_in_out: Sequence[int], target_params: int, hidden_layers: Optional[int] = None,
-                             activation=nn.SiLU) -> nn.Sequential:
-    """An MLP from ``widths_in_out[0]`` inputs to ``widths_in_out[-1]`` outputs whose parameter
-    count is as close as possible to ``target_params``: ``hidden_layers`` (default: as many as
-    ``widths_in_out`` has inner widths, at least 1) equal hidden widths h, with ``activation``
-    between the linear layers."""
+                             activation: Type[nn.Module] = nn.SiLU) -> nn.Sequential:
+    """An MLP with about ``target_params`` parameters, for a fair comparison with a KAN.
+
+    Parameters
+    ----------
+    widths_in_out : sequence of int
+        The KAN's widths, e.g. ``[d, 5, 1]``: the MLP keeps the inputs, the outputs and the shape
+        of the hidden widths, all scaled by one factor (``[4, 8, 4, 1]`` gives hidden widths in
+        the ratio 8 : 4). With only ``[in, out]``, one hidden layer.
+    target_params : int
+        The parameter count to match (the nearest achievable count is taken), at most
+        ``MAX_MLP_PARAMETERS``.
+    hidden_layers : int, optional
+        Instead of the shape of ``widths_in_out``: this many hidden layers of one equal width.
+    activation : type
+        The activation module between the linear layers.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        ``Linear, activation, ..., Linear``.
+    """
     widths = list(widths_in_out)
-    if len(widths) < 2 or not all(isinstance(w, numbers.Integral) and w >= 1 for w in widths):
+    if len(widths) < 2 or not all(isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1
+                                  for w in widths):
         raise ValueError(f"widths_in_out must hold at least two positive ints, got {widths_in_out!r}")
-    if not (isinstance(target_params, numbers.Integral) and target_params >= 1):
+    if isinstance(target_params, bool) or not (isinstance(target_params, numbers.Integral) and target_params >= 1):
         raise ValueError(f"target_params must be a positive int, got {target_params!r}")
-    L = max(1, len(widths) - 2) if hidden_layers is None else int(hidden_layers)
-    if L < 1:
-        raise ValueError(f"hidden_layers must be >= 1, got {hidden_layers!r}")
+    if target_params > MAX_MLP_PARAMETERS:
+        raise ValueError(f"target_params={target_params} is beyond any MLP that fits in memory "
+                         f"(at most {MAX_MLP_PARAMETERS})")
+    if hidden_layers is not None:
+        if isinstance(hidden_layers, bool) or not isinstance(hidden_layers, numbers.Integral) or hidden_layers < 1:
+            raise ValueError(f"hidden_layers must be an int >= 1, got {hidden_layers!r}")
+        shape = [1] * int(hidden_layers)
+    else:
+        shape = widths[1:-1] or [1]
     n_in, n_out = widths[0], widths[-1]
-    h = 1
-    while _mlp_count(n_in, n_out, h + 1, L) <= target_params:
-        h += 1
-    if abs(_mlp_count(n_in, n_out, h + 1, L) - target_params) < abs(_mlp_count(n_in, n_out, h, L) - target_params):
-        h += 1  # the next width overshoots by less than this one undershoots
-    mods, prev = [], n_in
-    for _ in range(L):
+
+    def count(scale: float) -> int:
+        return _mlp_count([n_in] + _scaled_widths(shape, scale) + [n_out])
+
+    # The count grows with the scale: bisect for the first scale that reaches the target, then
+    # take it or the largest one below, whichever count is nearer.
+    lo, hi = 0.0, 1.0
+    while count(hi) < target_params:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if count(mid) < target_params:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    scale = hi if abs(count(hi) - target_params) <= abs(count(lo) - target_params) else lo
+    hidden = _scaled_widths(shape, scale)
+    mods: List[nn.Module] = []
+    prev = n_in
+    for h in hidden:
         mods += [nn.Linear(prev, h), activation()]
         prev = h
     mods.append(nn.Linear(prev, n_out))

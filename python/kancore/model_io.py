@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -189,21 +190,26 @@ def _no_duplicates(pairs):
 
 def read_safetensors(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     """Parse a safetensors file of F32/F64 tensors with every offset bounds-checked. Returns
-    (arrays, metadata); raises ValueError on anything malformed."""
+    (arrays, metadata). A missing file raises FileNotFoundError; anything that is not a regular
+    file, or is malformed, ValueError (a file that is not safetensors at all says "not a kancore
+    model file"). Reads at most the file's size, whatever its header claims."""
+    size = _regular_file_size(path)
     with open(path, "rb") as f:
-        data = f.read()
+        data = f.read(size)
     if len(data) < 8:
-        raise ValueError(f"{path}: not a model file (only {len(data)} bytes; a safetensors file starts "
-                         "with an 8-byte header length)")
+        raise ValueError(f"{path}: not a kancore model file (only {len(data)} bytes; a safetensors "
+                         "file starts with an 8-byte header length)")
     n = int.from_bytes(data[:8], "little")
-    if n > MAX_HEADER_BYTES:
-        raise ValueError(f"{path}: header length {n} exceeds the limit of {MAX_HEADER_BYTES} bytes")
-    if 8 + n > len(data):
-        raise ValueError(f"{path}: truncated: header length {n} but only {len(data) - 8} bytes follow")
+    if n > MAX_HEADER_BYTES or 8 + n > len(data) or data[8:9] != b"{":
+        # A foreign file (a pickle, an image, text...) rarely has a plausible header; a kancore
+        # file cut short is reported as truncated below only when its header still fits.
+        reason = (f"its first 8 bytes give a header length of {n}, beyond the file's {len(data)} bytes"
+                  if 8 + n > len(data) or n > MAX_HEADER_BYTES else "the header is not a JSON object")
+        raise ValueError(f"{path}: not a kancore model file ({reason})")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
-        raise ValueError(f"{path}: the header is not valid UTF-8 JSON: {exc}") from exc
+        raise ValueError(f"{path}: not a kancore model file (the header is not valid UTF-8 JSON: {exc})") from exc
     if not isinstance(header, dict):
         raise ValueError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
     metadata = header.pop("__metadata__", {})
@@ -245,6 +251,15 @@ def read_safetensors(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     return arrays, metadata
 
 
+def _regular_file_size(path) -> int:
+    """The size of the regular file at ``path``; FileNotFoundError when there is none, ValueError
+    for a directory, FIFO, device or socket (reading those could block or never end)."""
+    st = os.stat(path)  # FileNotFoundError / PermissionError with the path, from the OS
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{path}: not a regular file (a kancore model file is a regular file)")
+    return st.st_size
+
+
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -271,7 +286,8 @@ def _real_field(where: str, cfg: dict, key: str) -> float:
 def parse_config(metadata: Dict[str, str]) -> dict:
     """Check __metadata__'s format fields and return the validated network config."""
     _need(metadata.get("format") == FORMAT,
-          f"not a kancore network file: __metadata__ 'format' is {metadata.get('format')!r}, expected {FORMAT!r}")
+          f"not a kancore model file (a safetensors file whose __metadata__ 'format' is "
+          f"{metadata.get('format')!r}, expected {FORMAT!r})")
     _need(metadata.get("format_version") == FORMAT_VERSION,
           f"unsupported format_version {metadata.get('format_version')!r} (this reader knows {FORMAT_VERSION!r})")
     try:

@@ -15,7 +15,10 @@ in that row of the output only.
 """
 from __future__ import annotations
 
+import numbers
 import os
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -34,6 +37,28 @@ def _native(a, dtype) -> np.ndarray:
 
 def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0] if a.size else 0
+
+
+def _count(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _history(raw: Dict[str, Any]) -> Dict[str, Any]:
+    """The C++ fit history in ``kancore.fit``'s keys (one record per epoch)."""
+    epochs = len(raw["train_loss"])
+    per_epoch = int(raw.get("steps_per_epoch", 0)) or None
+    steps = [(e + 1) * per_epoch for e in range(epochs)] if per_epoch else []
+    best = raw["best_epoch"] if 0 <= raw["best_epoch"] < epochs else None
+    reason = raw["stop_reason"]
+    return {"step": steps, "epoch": [float(e + 1) for e in range(epochs)],
+            "train_loss": list(raw["train_loss"]), "val_loss": list(raw["val_loss"]), "test_loss": [],
+            "reg": list(raw.get("reg", [])), "lr": list(raw.get("lr", [])),
+            "grid_update_steps": [e * per_epoch for e in raw.get("grid_update_epochs", [])] if per_epoch else [],
+            "best": best, "best_step": steps[best] if best is not None and steps else None,
+            "best_epoch": best, "best_loss": raw["best_loss"] if best is not None else None,
+            "stop_reason": "completed" if reason == "epochs" else reason}
 
 
 class NumpyKAN:
@@ -185,53 +210,121 @@ class NumpyKAN:
         """weight * (C0 smoothness + B-spline coefficient L1 + entropy) (see fit)."""
         return self._net.regularization(float(weight), False)
 
-    def _targets(self, X, y, loss):
+    def _targets(self, X: Any, y: Any, loss: str) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"expected inputs of shape (n, {self.in_features}), got {X.shape}")
         flat = self._inputs(X)
         n = flat.shape[0]
         if loss == "mse":
-            t = _native(np.asarray(y).reshape(n, self.out_features), self.dtype)
-            return flat, t, None
+            t = np.asarray(y)
+            out = self.out_features
+            if not (t.shape == (n, out) or (out == 1 and t.shape == (n,))):
+                expected = f"({n}, {out})" + (f" or ({n},)" if out == 1 else "")
+                raise ValueError(f"expected targets of shape {expected} for {n} inputs, got {t.shape}")
+            return flat, _native(t.reshape(n, out), self.dtype), None
         if loss == "cross_entropy":
+            if self.out_features < 2:
+                raise ValueError("cross_entropy needs a network with at least two outputs (one per class), "
+                                 f"this one has {self.out_features}; use loss='mse' for one output")
             labels = np.asarray(y)
             if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
                 raise ValueError(f"expected {n} integer class labels, got shape {labels.shape} dtype {labels.dtype}")
             return flat, None, _native(labels, np.int64)
         raise ValueError(f"expected loss 'mse' or 'cross_entropy', got {loss!r}")
 
-    def fit(self, X, y, *, loss="mse", epochs=100, batch_size=64, lr=1e-2, lr_spline=None,
-            optimizer="adam", weight_decay=0.0, validation=None, val_fraction=0.0, patience=0,
-            restore_best=True, reg_weight=0.0, grid_update_every=0, grid_update_until=0,
-            grid_samples=1024, seed=0, callback=None) -> dict:
-        """Mini-batch Adam/AdamW training in C++. Returns the history: train_loss and val_loss per
-        epoch, best_epoch, best_loss, stop_reason.
+    def fit(self, X: Any, y: Any, *, loss: str = "mse", epochs: int = 100, batch_size: int = 64,
+            lr: float = 1e-2, lr_spline: Optional[float] = None, optimizer: str = "adam",
+            weight_decay: float = 0.0, validation: Optional[Tuple[Any, Any]] = None, val_fraction: float = 0.0,
+            patience: Optional[int] = None, restore_best: bool = True, reg_weight: float = 0.0,
+            grid_update_every: int = 0, grid_update_until: Optional[int] = None, grid_update_samples: int = 1024,
+            seed: int = 0, callback: Optional[Callable[[Dict[str, Any]], Any]] = None,
+            grid_samples: Optional[int] = None) -> Dict[str, Any]:
+        """Mini-batch Adam/AdamW training in C++ (the same names as ``kancore.fit``).
 
-        loss: "mse" (y of shape (n, out) or (n,) for one output) or "cross_entropy" (integer
-        labels). lr applies to base weights, scalers and LayerNorm; lr_spline (default lr) to
-        the C0 tables and B-spline coefficients. validation=(X_val, y_val) or val_fraction.
-        patience > 0: early stopping on the validation loss (training loss without validation);
-        restore_best returns to the best epoch's weights. reg_weight: C0 second-difference
-        smoothness + B-spline coefficient L1/entropy penalty. Grids are updated before epochs
-        0, grid_update_every, ... below grid_update_until on grid_samples training rows.
-        callback(log: dict) after each epoch; return False to stop.
+        Parameters
+        ----------
+        X : array-like
+            Inputs ``(n, in_features)``, finite.
+        y : array-like
+            ``loss="mse"``: targets ``(n, out_features)``, or ``(n,)`` for one output.
+            ``loss="cross_entropy"``: integer class labels ``(n,)`` in ``[0, out_features)``.
+        loss : {"mse", "cross_entropy"}
+            The data loss; cross-entropy needs at least two outputs.
+        epochs : int
+            Passes over the training set.
+        batch_size : int
+            Mini-batch rows (clipped to the training set).
+        lr : float
+            Learning rate of base weights, scalers and LayerNorm.
+        lr_spline : float, optional
+            Learning rate of the C0 tables and B-spline coefficients; default ``lr``.
+        optimizer : {"adam", "adamw"}
+            Adam adds ``weight_decay * p`` to the gradient; AdamW decays decoupled.
+        weight_decay : float
+            See ``optimizer``.
+        validation : (X_val, y_val), optional
+            The validation set watched by early stopping and ``restore_best``.
+        val_fraction : float
+            Without ``validation``: hold out this fraction of the rows (seeded shuffle).
+        patience : int, optional
+            Stop after this many epochs without a lower monitored loss (validation, else
+            training); ``None`` or 0: never.
+        restore_best : bool
+            End with the parameters (and grids) of the best epoch.
+        reg_weight : float
+            Weight of the penalty: C0 second-difference smoothness + B-spline coefficient L1 and
+            entropy.
+        grid_update_every : int
+            Update the grids before epochs 0, ``grid_update_every``, ... below
+            ``grid_update_until`` (default: every epoch of the run), on ``grid_update_samples``
+            training rows (0: never).
+        grid_update_until, grid_update_samples : int
+            See ``grid_update_every``.
+        seed : int
+            Shuffles and the validation split.
+        callback : callable, optional
+            ``callback(log)`` after each epoch with a dict (``epoch``, ``train_loss``,
+            ``val_loss``, ``penalty``, ``improved``, ``grid_updated``); return False to stop.
+        grid_samples : int, optional
+            Deprecated: use ``grid_update_samples``.
+
+        Returns
+        -------
+        dict
+            The keys of ``kancore.fit``'s history, one record per epoch: ``step``, ``epoch``,
+            ``train_loss``, ``val_loss``, ``test_loss`` (always empty here), ``reg``, ``lr``,
+            ``grid_update_steps``, ``best`` (index of the best record by the monitored loss),
+            ``best_step``, ``best_epoch`` (0-based), ``best_loss`` and ``stop_reason``
+            (``"completed"``, ``"early_stopping"``, ``"callback"`` or ``"diverged"``).
         """
+        if grid_samples is not None:
+            warnings.warn("kancore: grid_samples is deprecated and will be removed in kancore 0.3; use "
+                          "grid_update_samples", FutureWarning, stacklevel=2)
+            grid_update_samples = grid_samples
+        epochs = _count("epochs", epochs, 1)
+        patience = 0 if patience is None else _count("patience", patience, 0)
+        until = epochs if grid_update_until is None else _count("grid_update_until", grid_update_until, 0)
         X, t, labels = self._targets(X, y, loss)
         vx = vt = vl = None
-        if validation is not None and len(validation[0]) == 0:
-            raise ValueError("expected a non-empty validation set, got 0 rows (pass validation=None)")
         if validation is not None:
+            if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+                raise ValueError("validation must be a pair (X_val, y_val)")
+            if len(validation[0]) == 0:
+                raise ValueError("expected a non-empty validation set, got 0 rows (pass validation=None)")
             vx, vt, vl = self._targets(validation[0], validation[1], loss)
         keep = (X, t, labels, vx, vt, vl)  # the arrays must outlive the native call
-        hist = self._net.fit(
+        raw = self._net.fit(
             _address(X), _address(t) if t is not None else 0, _address(labels) if labels is not None else 0,
             X.shape[0],
             _address(vx) if vx is not None else 0, _address(vt) if vt is not None else 0,
             _address(vl) if vl is not None else 0, vx.shape[0] if vx is not None else 0,
-            loss, int(epochs), int(batch_size), float(lr), -1.0 if lr_spline is None else float(lr_spline),
-            optimizer, float(weight_decay), float(val_fraction), int(patience), bool(restore_best),
-            float(reg_weight), int(grid_update_every), int(grid_update_until), int(grid_samples), int(seed),
+            loss, epochs, int(batch_size), float(lr), -1.0 if lr_spline is None else float(lr_spline),
+            optimizer, float(weight_decay), float(val_fraction), patience, bool(restore_best),
+            float(reg_weight), int(grid_update_every), until, int(grid_update_samples), int(seed),
             callback)
         del keep
-        return hist
+        return _history(raw)
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path) -> None:

@@ -15,7 +15,7 @@ The loop, in order, at each step s = 0 .. steps-1:
 
 Learning rates: Adam/AdamW with two parameter groups, the spline parameters (``KANLayer``'s
 ``kan_weight``/``dct_weight``/``r_weight``/``l_weight``, ``KANLinear.spline_weight``) at
-``lr * spline_lr_mult`` and everything else at ``lr``; a linear warmup over ``warmup_steps`` then a
+``lr_spline`` (default ``lr``) and everything else at ``lr``; a linear warmup over ``warmup_steps`` then a
 cosine decay to ``min_lr_ratio * lr`` (``lr_factor``). ``optimizer="lbfgs"`` uses torch's LBFGS
 with a strong-Wolfe line search, one learning rate and no schedule or clipping.
 
@@ -24,6 +24,12 @@ the coefficients) for B-spline KANs and ``smoothness_loss()`` (second difference
 points) for C0 KANs; ``"coef"``/``"smoothness"`` pick one explicitly, and ``"edge_scale"`` is
 pykan's sample-based regulariser on the batch (``KAN.edge_scale_loss``, sharing the forward pass).
 ``reg_kwargs`` go to the chosen method.
+
+The names are shared with ``NumpyKAN.fit`` (and the C++ ``FitOptions``): ``lr``, ``lr_spline``,
+``validation=(X_val, y_val)``, ``val_fraction``, ``patience``, ``restore_best``,
+``grid_update_every``/``grid_update_until``/``grid_update_samples``, ``epochs``, and the history
+keys (see ``Trainer.fit``). The older names ``spline_lr_mult``, ``X_val``/``y_val`` still work for
+this release, with a ``FutureWarning``.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ import copy
 import math
 import warnings
 import numbers
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -44,6 +50,13 @@ from .network import KAN
 _SPLINE_NAMES = {"KANLayer": ("kan_weight", "dct_weight", "r_weight", "l_weight"),
                  "KANLinear": ("spline_weight",)}
 OPTIMIZERS = ("adam", "adamw", "lbfgs")
+HISTORY_KEYS = ("step", "epoch", "train_loss", "val_loss", "test_loss", "reg", "lr", "grid_update_steps",
+                "best", "best_step", "best_epoch", "best_loss", "stop_reason")
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(f"kancore: {old} is deprecated and will be removed in kancore 0.3; use {new}",
+                  FutureWarning, stacklevel=4)
 REGS = ("auto", "coef", "smoothness", "edge_scale")
 
 
@@ -105,16 +118,17 @@ def spline_parameter_names(model: nn.Module) -> List[str]:
     return names
 
 
-def parameter_groups(model: nn.Module, lr: float, spline_lr_mult: float = 1.0) -> List[dict]:
-    """Optimizer parameter groups: ``base`` at lr, ``spline`` at lr * spline_lr_mult (empty groups
-    left out). Each group carries ``name`` and ``param_names`` so replaced parameters can be found."""
+def parameter_groups(model: nn.Module, lr: float, lr_spline: Optional[float] = None) -> List[dict]:
+    """Optimizer parameter groups: ``base`` at ``lr``, ``spline`` at ``lr_spline`` (default
+    ``lr``); empty groups are left out. Each group carries ``name`` and ``param_names`` so
+    replaced parameters can be found."""
     spline = set(spline_parameter_names(model))
     groups = {"base": [], "spline": []}
     for name, p in model.named_parameters():
         if p.requires_grad:
             groups["spline" if name in spline else "base"].append(name)
     params = dict(model.named_parameters())
-    rates = {"base": lr, "spline": lr * spline_lr_mult}
+    rates = {"base": lr, "spline": lr if lr_spline is None else lr_spline}
     return [{"name": g, "lr": rates[g], "initial_lr": rates[g], "param_names": names,
              "params": [params[n] for n in names]} for g, names in groups.items() if names]
 
@@ -137,17 +151,77 @@ def _as_tensor(name, a, dtype=None, device=None):
 
 class Trainer:
     """Trains any ``nn.Module`` on (X, y); KAN-specific features (spline learning rate, grid
-    updates, penalties) apply where the model has them. See the module docstring for the loop."""
+    updates, penalties) apply where the model has them. See the module docstring for the loop.
 
-    def __init__(self, model: nn.Module, *, optimizer: str = "adam", lr: float = 1e-2, spline_lr_mult: float = 1.0,
-                 weight_decay: float = 0.0, betas=(0.9, 0.999), warmup_steps: int = 0, schedule: str = "cosine",
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place (a ``kancore.KAN``, a KAN layer, an MLP...).
+    optimizer : {"adam", "adamw", "lbfgs"}
+        Adam/AdamW with two parameter groups and a schedule, or torch's LBFGS with a strong-Wolfe
+        line search (one learning rate, no schedule, no clipping).
+    lr : float
+        Learning rate of the base weights, scalers and norms (and of everything with LBFGS).
+    lr_spline : float, optional
+        Learning rate of the spline parameters (C0 tables, B-spline ``spline_weight``); default
+        ``lr``.
+    weight_decay : float
+        Adam: L2 added to the gradient; AdamW: decoupled decay.
+    betas : (float, float)
+        Adam's moment coefficients.
+    warmup_steps : int
+        Linear warmup from ``lr / warmup_steps`` to ``lr``.
+    schedule : {"cosine", "constant"}
+        After the warmup: a cosine decay to ``min_lr_ratio * lr``, or constant.
+    min_lr_ratio : float
+        Where the cosine ends, relative to ``lr``.
+    grad_clip : float, optional
+        Clip the global gradient norm to this value.
+    loss : {"mse", "cross_entropy"} or callable
+        The data loss; a callable takes ``(prediction, target)``. ``"cross_entropy"`` needs a
+        model with at least two outputs and integer class labels.
+    reg_weight : float
+        Weight of the penalty (0: none).
+    reg : {"auto", "coef", "smoothness", "edge_scale"}
+        Which penalty (see the module docstring); ``reg_kwargs`` go to it.
+    reg_kwargs : dict, optional
+        Keyword arguments of the penalty method.
+    grid_update_every : int
+        Update the grids every this many steps (0: never), before step ``grid_update_until``
+        (default: all steps), on ``grid_update_samples`` random training rows.
+    grid_update_until : int, optional
+        See ``grid_update_every``.
+    grid_update_samples : int
+        See ``grid_update_every``.
+    batch_size : int, optional
+        Mini-batch rows; ``None``: the full training set every step.
+    eval_every : int
+        Record the history (and evaluate the validation set) every this many steps.
+    patience : int, optional
+        Stop after this many evaluations without a better validation loss (``None`` or 0: never).
+    restore_best : bool
+        End on the weights of the best validation loss.
+    progress : bool
+        Show a tqdm progress bar (notebook-aware).
+    seed : int
+        Seeds the mini-batch order, the validation split and the grid-update samples.
+    lbfgs_max_iter, lbfgs_history : int
+        LBFGS's inner iterations per step and its history size.
+    spline_lr_mult : float, optional
+        Deprecated: use ``lr_spline = lr * spline_lr_mult``.
+    """
+
+    def __init__(self, model: nn.Module, *, optimizer: str = "adam", lr: float = 1e-2,
+                 lr_spline: Optional[float] = None, weight_decay: float = 0.0,
+                 betas: Tuple[float, float] = (0.9, 0.999), warmup_steps: int = 0, schedule: str = "cosine",
                  min_lr_ratio: float = 0.0, grad_clip: Optional[float] = None,
-                 loss: Union[str, Callable] = "mse", reg_weight: float = 0.0, reg: str = "auto",
-                 reg_kwargs: Optional[dict] = None, grid_update_every: int = 0,
+                 loss: Union[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = "mse",
+                 reg_weight: float = 0.0, reg: str = "auto",
+                 reg_kwargs: Optional[Dict[str, Any]] = None, grid_update_every: int = 0,
                  grid_update_until: Optional[int] = None, grid_update_samples: int = 1024,
                  batch_size: Optional[int] = None, eval_every: int = 10, patience: Optional[int] = None,
                  restore_best: bool = True, progress: bool = True, seed: int = 0, lbfgs_max_iter: int = 20,
-                 lbfgs_history: int = 10):
+                 lbfgs_history: int = 10, spline_lr_mult: Optional[float] = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
         if optimizer not in OPTIMIZERS:
@@ -169,10 +243,15 @@ class Trainer:
         self.model = model
         self.optimizer_name = optimizer
         self.lr = _positive("lr", lr)
-        self.spline_lr_mult = _positive("spline_lr_mult", spline_lr_mult)
-        if optimizer == "lbfgs" and (self.spline_lr_mult != 1.0 or grad_clip is not None or warmup_steps):
+        if spline_lr_mult is not None:
+            _renamed("spline_lr_mult", "lr_spline (an absolute rate: lr * spline_lr_mult)")
+            if lr_spline is not None:
+                raise ValueError("pass lr_spline or the deprecated spline_lr_mult, not both")
+            lr_spline = self.lr * _positive("spline_lr_mult", spline_lr_mult)
+        self.lr_spline = self.lr if lr_spline is None else _positive("lr_spline", lr_spline)
+        if optimizer == "lbfgs" and (self.lr_spline != self.lr or grad_clip is not None or warmup_steps):
             raise ValueError("optimizer='lbfgs' takes one learning rate, no warmup and no gradient clipping "
-                             "(its line search needs the true gradient): leave spline_lr_mult=1, "
+                             "(its line search needs the true gradient): leave lr_spline unset, "
                              "warmup_steps=0, grad_clip=None")
         self.weight_decay = float(weight_decay)
         self.betas = tuple(betas)
@@ -189,7 +268,7 @@ class Trainer:
         self.grid_update_samples = _positive("grid_update_samples", grid_update_samples, integer=True)
         self.batch_size = _positive("batch_size", batch_size, integer=True, allow_none=True)
         self.eval_every = _positive("eval_every", eval_every, integer=True)
-        self.patience = _positive("patience", patience, integer=True, allow_none=True)
+        self.patience = None if patience == 0 else _positive("patience", patience, integer=True, allow_none=True)
         self.restore_best = bool(restore_best)
         self.progress = bool(progress)
         self.seed = int(seed)
@@ -227,7 +306,7 @@ class Trainer:
             params = [p for p in self.model.parameters() if p.requires_grad]
             return torch.optim.LBFGS(params, lr=self.lr, max_iter=self.lbfgs_max_iter,
                                      history_size=self.lbfgs_history, line_search_fn="strong_wolfe")
-        groups = parameter_groups(self.model, self.lr, self.spline_lr_mult)
+        groups = parameter_groups(self.model, self.lr, self.lr_spline)
         cls = torch.optim.AdamW if self.optimizer_name == "adamw" else torch.optim.Adam
         return cls(groups, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
 
@@ -273,6 +352,13 @@ class Trainer:
         if callable(self.loss):
             return self.loss(pred, y)
         if self.loss == "cross_entropy":
+            if pred.dim() < 2 or pred.shape[-1] < 2:
+                raise ValueError(f"cross_entropy needs a model with at least two outputs (one per class), "
+                                 f"this one gives {tuple(pred.shape)}; for one output use loss='mse' or a "
+                                 "callable such as torch.nn.functional.binary_cross_entropy_with_logits")
+            if y.is_floating_point() or y.dim() != 1:
+                raise ValueError(f"cross_entropy needs integer class labels of shape (n,), got {y.dtype} "
+                                 f"{tuple(y.shape)}")
             return F.cross_entropy(pred, y)
         if pred.shape != y.shape:
             raise ValueError(f"mse: the model gives {tuple(pred.shape)} but the labels are {tuple(y.shape)}")
@@ -303,7 +389,7 @@ class Trainer:
         finally:
             self.model.train(was_training)
 
-    def _prepare(self, X, y, what):
+    def _prepare(self, X: Any, y: Any, what: str) -> Tuple[torch.Tensor, torch.Tensor]:
         ref = next(self.model.parameters(), None)
         dtype = ref.dtype if ref is not None else None
         device = ref.device if ref is not None else None
@@ -311,22 +397,51 @@ class Trainer:
         y = _as_tensor(f"y{what}", y, dtype if self.loss != "cross_entropy" else None, device)
         if X.dim() < 2 or X.shape[0] == 0:
             raise ValueError(f"expected X{what} of shape (n >= 1, features...), got {tuple(X.shape)}")
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"X{what} has {X.shape[0]} rows but y{what} has {y.shape[0]}")
+        if y.dim() < 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"X{what} has {X.shape[0]} rows but y{what} has shape {tuple(y.shape)}")
         if self.loss == "mse" and y.dim() == 1:
             y = y.unsqueeze(1)  # one regression target: (n,) -> (n, 1)
         return X, y
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def fit(self, X, y=None, steps: int = 1000, X_val=None, y_val=None) -> Dict[str, list]:
-        """Train for ``steps`` optimizer steps (fewer if early stopping fires) and return the
-        history: lists ``step``, ``train_loss`` (mean data loss since the previous evaluation),
-        ``val_loss``, ``test_loss``, ``reg``, ``lr`` (per evaluation), ``grid_update_steps``.
+    def fit(self, X: Any, y: Any = None, steps: Optional[int] = None, *, epochs: Optional[int] = None,
+            validation: Optional[Tuple[Any, Any]] = None, val_fraction: float = 0.0,
+            X_val: Any = None, y_val: Any = None) -> Dict[str, Any]:
+        """Train and return the history.
 
-        ``X`` may also be a pykan-style dataset dict (``train_input``, ``train_label``, and
-        optionally ``test_input``/``test_label``, which are reported as ``test_loss`` but never used
-        for early stopping or model selection)."""
+        Parameters
+        ----------
+        X : array-like or dict
+            Training inputs ``(n, in_features)``, or a pykan-style dataset dict
+            (``train_input``, ``train_label``, optionally ``test_input``/``test_label``, which
+            are reported as ``test_loss`` but never used for early stopping or model selection).
+        y : array-like, optional
+            Targets ``(n, out)`` (or ``(n,)`` for one output) for ``"mse"``; integer class labels
+            ``(n,)`` for ``"cross_entropy"``.
+        steps : int, optional
+            Optimizer steps (fewer if early stopping fires). Default 1000 unless ``epochs`` is given.
+        epochs : int, optional
+            Instead of ``steps``: passes over the training set (``ceil(n / batch_size)`` steps each).
+        validation : (X_val, y_val), optional
+            The validation set watched by early stopping and ``restore_best``.
+        val_fraction : float
+            Without ``validation``: hold out this fraction of the training rows (seeded shuffle).
+        X_val, y_val
+            Deprecated: use ``validation=(X_val, y_val)``.
+
+        Returns
+        -------
+        dict
+            The same keys as ``NumpyKAN.fit``'s history. Per record (every ``eval_every`` steps
+            and at the last): ``step`` (optimizer steps done), ``epoch`` (passes over the
+            training set done), ``train_loss`` (mean data loss since the previous record),
+            ``val_loss``, ``test_loss`` (empty without such data), ``reg`` (mean penalty), ``lr``
+            (the base rate). Then ``grid_update_steps`` (steps before which grids were updated),
+            ``best`` (index of the best record by validation loss, else None), ``best_step``,
+            ``best_epoch`` (0-based epoch of that record), ``best_loss`` and ``stop_reason``
+            (``"completed"``, ``"early_stopping"`` or ``"diverged"``: a non-finite loss).
+        """
         X_test = y_test = None
         if isinstance(X, dict):
             if y is not None:
@@ -338,30 +453,56 @@ class Trainer:
             X, y = X["train_input"], X["train_label"]
         elif y is None:
             raise ValueError("y is required (or pass a dataset dict as X)")
-        steps = _positive("steps", steps, integer=True)
+        if X_val is not None or y_val is not None:
+            _renamed("X_val/y_val", "validation=(X_val, y_val)")
+            if validation is not None:
+                raise ValueError("pass validation=(X_val, y_val) or the deprecated X_val/y_val, not both")
+            if (X_val is None) != (y_val is None):
+                raise ValueError("pass both X_val and y_val, or neither")
+            validation = (X_val, y_val)
+        if not (isinstance(val_fraction, numbers.Real) and 0.0 <= val_fraction < 1.0):
+            raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+        if validation is not None and val_fraction:
+            raise ValueError("pass validation or val_fraction, not both")
+        if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
+            raise ValueError("validation must be a pair (X_val, y_val)")
         X, y = self._prepare(X, y, "")
-        if (X_val is None) != (y_val is None):
-            raise ValueError("pass both X_val and y_val, or neither")
-        has_val = X_val is not None
+        gen = torch.Generator().manual_seed(self.seed)
+        if val_fraction:
+            n_val = int(round(val_fraction * X.shape[0]))
+            if not 1 <= n_val < X.shape[0]:
+                raise ValueError(f"val_fraction={val_fraction} of {X.shape[0]} rows leaves no validation "
+                                 "or no training rows")
+            perm = torch.randperm(X.shape[0], generator=gen).to(X.device)
+            validation = (X[perm[:n_val]], y[perm[:n_val]])
+            X, y = X[perm[n_val:]], y[perm[n_val:]]
+        has_val = validation is not None
         if has_val:
-            X_val, y_val = self._prepare(X_val, y_val, "_val")
+            X_v, y_v = self._prepare(validation[0], validation[1], "_val")
         elif self.patience is not None:
-            raise ValueError("early stopping (patience) needs a validation set: pass X_val and y_val")
+            raise ValueError("early stopping (patience) needs a validation set: pass validation=(X_val, y_val) "
+                             "or val_fraction")
         if X_test is not None and y_test is not None:
             X_test, y_test = self._prepare(X_test, y_test, "_test")
+        n = X.shape[0]
+        bs = n if self.batch_size is None else min(self.batch_size, n)
+        per_epoch = math.ceil(n / bs)
+        if steps is not None and epochs is not None:
+            raise ValueError("pass steps or epochs, not both")
+        if epochs is not None:
+            steps = _positive("epochs", epochs, integer=True) * per_epoch
+        steps = 1000 if steps is None else _positive("steps", steps, integer=True)
         until = steps if self.grid_update_until is None else int(self.grid_update_until)
 
         tqdm = _progress_bar_class(self.progress)
-
-        gen = torch.Generator().manual_seed(self.seed)
-        n = X.shape[0]
-        bs = n if self.batch_size is None else min(self.batch_size, n)
         order, cursor = torch.randperm(n, generator=gen), 0
         self.model.train()
         self.optimizer = self._build_optimizer()
         self.best_step, self.stopped_early = None, False
         best, best_state, bad_evals = math.inf, None, 0
-        hist = {k: [] for k in ("step", "train_loss", "val_loss", "test_loss", "reg", "lr", "grid_update_steps")}
+        hist: Dict[str, Any] = {k: [] for k in ("step", "epoch", "train_loss", "val_loss", "test_loss", "reg",
+                                                "lr", "grid_update_steps")}
+        hist.update(best=None, best_step=None, best_epoch=None, best_loss=None, stop_reason="completed")
         run_loss, run_reg, run_n = 0.0, 0.0, 0
 
         bar = tqdm(total=steps, disable=not self.progress, desc="fit", leave=True)
@@ -380,9 +521,10 @@ class Trainer:
                     cursor += bs
                     xb, yb = X[idx], y[idx]
                 self._set_lr(step, steps)
-                parts = {}
+                parts: Dict[str, Any] = {}
 
-                def closure():
+                def closure() -> torch.Tensor:
+                    assert self.optimizer is not None
                     self.optimizer.zero_grad(set_to_none=True)
                     total, data, penalty = self._objective(xb, yb)
                     total.backward()
@@ -400,9 +542,11 @@ class Trainer:
                 run_reg += 0.0 if parts["reg"] is None else float(parts["reg"].detach())
                 run_n += 1
                 bar.update(1)
+                diverged = not math.isfinite(run_loss)
 
-                if (step + 1) % self.eval_every == 0 or step == steps - 1:
+                if (step + 1) % self.eval_every == 0 or step == steps - 1 or diverged:
                     hist["step"].append(step + 1)
+                    hist["epoch"].append((step + 1) / per_epoch)
                     hist["train_loss"].append(run_loss / run_n)
                     hist["reg"].append(run_reg / run_n)
                     g0 = self.optimizer.param_groups[0]  # base lr times the schedule, whatever group comes first
@@ -412,28 +556,56 @@ class Trainer:
                     if X_test is not None:
                         hist["test_loss"].append(self.evaluate(X_test, y_test))
                     if has_val:
-                        val = self.evaluate(X_val, y_val)
+                        val = self.evaluate(X_v, y_v)
                         hist["val_loss"].append(val)
                         post["val"] = f"{val:.3g}"
                         if val < best:
                             best, bad_evals, self.best_step = val, 0, step + 1
+                            hist["best"] = len(hist["val_loss"]) - 1
                             best_state = copy.deepcopy(self.model.state_dict())
                         else:
                             bad_evals += 1
                     bar.set_postfix(post, refresh=False)
+                    if diverged:
+                        hist["stop_reason"] = "diverged"
+                        break
                     if self.patience is not None and bad_evals >= self.patience:
                         self.stopped_early = True
+                        hist["stop_reason"] = "early_stopping"
                         break
         finally:
             bar.close()
         if has_val and self.restore_best and best_state is not None:
             self.model.load_state_dict(best_state)
+        if hist["best"] is not None:
+            hist["best_step"] = self.best_step
+            hist["best_epoch"] = (self.best_step - 1) // per_epoch
+            hist["best_loss"] = best
         return hist
 
 
-def fit(model: nn.Module, X, y=None, *, steps: int = 1000, X_val=None, y_val=None, **options) -> Dict[str, list]:
-    """Train ``model`` with a ``Trainer(model, **options)`` and return the history; see ``Trainer``."""
-    return Trainer(model, **options).fit(X, y, steps=steps, X_val=X_val, y_val=y_val)
+def fit(model: nn.Module, X: Any, y: Any = None, *, steps: Optional[int] = None, epochs: Optional[int] = None,
+        validation: Optional[Tuple[Any, Any]] = None, val_fraction: float = 0.0,
+        X_val: Any = None, y_val: Any = None, **options: Any) -> Dict[str, Any]:
+    """Train ``model`` in place and return the history.
+
+    ``kancore.fit(model, X, y, steps=..., validation=(X_val, y_val), **options)`` is
+    ``Trainer(model, **options).fit(X, y, steps=..., validation=...)``: ``options`` are
+    ``Trainer``'s parameters (``lr``, ``lr_spline``, ``batch_size``, ``patience``,
+    ``grid_update_every``, ``reg_weight``, ``optimizer``, ``progress``...), and the data
+    arguments and the returned history are those of ``Trainer.fit``.
+
+    Examples
+    --------
+    >>> import torch, kancore
+    >>> data = kancore.create_dataset(lambda x: torch.sin(x[:, 0]) * x[:, 1], n_var=2, train_num=200)
+    >>> model = kancore.KAN([2, 4, 1])
+    >>> history = kancore.fit(model, data, steps=20, progress=False)
+    >>> sorted(history)[:3]
+    ['best', 'best_epoch', 'best_loss']
+    """
+    return Trainer(model, **options).fit(X, y, steps=steps, epochs=epochs, validation=validation,
+                                         val_fraction=val_fraction, X_val=X_val, y_val=y_val)
 
 
 def create_dataset(f: Callable, n_var: int = 2, ranges: Union[Sequence[float], Sequence[Sequence[float]]] = (-2, 2),

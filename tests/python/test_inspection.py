@@ -120,23 +120,42 @@ def test_memory_estimate_adds_up():
         memory_estimate(model, batch_size=0)
 
 
-@pytest.mark.parametrize("widths,target", [((10, 1), 165), ((2, 5, 1), 1000), ((4, 8, 8, 3), 500), ((2, 1), 3)])
-def test_mlp_with_same_parameters_is_closest(widths, target):
+@pytest.mark.parametrize("widths,target", [((10, 1), 165), ((2, 5, 1), 1000), ((4, 8, 8, 3), 500), ((2, 1), 3),
+                                           ((4, 8, 4, 1), 2000), ((3, 2, 6, 1), 777)])
+def test_mlp_with_same_parameters_keeps_the_shape_and_is_closest(widths, target):
     mlp = mlp_with_same_parameters(widths, target)
     got = kancore.count_parameters(mlp)
-    hidden = max(1, len(widths) - 2)
-    assert sum(isinstance(m, torch.nn.Linear) for m in mlp) == hidden + 1
-    h = mlp[0].out_features
-    assert mlp[0].in_features == widths[0] and mlp[-1].out_features == widths[-1]
-    # No other width is closer to the target.
-    for other in range(1, h + 20):
-        alt = kancore.count_parameters(mlp_with_same_parameters(widths, target, hidden_layers=hidden)) \
-            if other == h else _count(widths[0], widths[-1], other, hidden)
-        assert abs(got - target) <= abs(alt - target)
+    linears = [m for m in mlp if isinstance(m, torch.nn.Linear)]
+    shape = list(widths[1:-1]) or [1]
+    assert len(linears) == len(shape) + 1
+    assert linears[0].in_features == widths[0] and linears[-1].out_features == widths[-1]
+    hidden = [m.out_features for m in linears[:-1]]
+    # The hidden widths are the KAN's, all scaled by one factor (rounded).
+    lo = max((h - 0.5) / w for h, w in zip(hidden, shape))
+    hi = min((h + 0.5) / w for h, w in zip(hidden, shape))
+    assert lo <= hi, f"{hidden} is not one scaling of {shape}"
+    # No scaling of the shape comes closer to the target (every breakpoint of the rounding tried,
+    # at and just after it: where two widths' breakpoints meet, rounding half to even at the
+    # breakpoint itself gives a combination of its own).
+    scales = sorted({(k + 0.5) / w + d for w in shape for k in range(0, 4 * max(hidden) * w + 2)
+                     for d in (0.0, 1e-9)})
+    best = min(abs(_count(widths[0], widths[-1], [max(1, round(w * s)) for w in shape]) - target)
+               for s in [1e-9] + scales)
+    assert abs(got - target) == best
+
+
+def test_mlp_with_same_parameters_equal_widths_and_bad_targets():
+    mlp = mlp_with_same_parameters((4, 8, 4, 1), 2000, hidden_layers=3)
+    hidden = [m.out_features for m in mlp if isinstance(m, torch.nn.Linear)][:-1]
+    assert len(hidden) == 3 and len(set(hidden)) == 1
     with pytest.raises(ValueError):
         mlp_with_same_parameters((3,), 10)
+    with pytest.raises(ValueError, match="beyond any MLP"):
+        mlp_with_same_parameters([3, 4, 2], 10 ** 15)  # answered at once, not by a long search
+    with pytest.raises(ValueError, match="hidden_layers"):
+        mlp_with_same_parameters([3, 4, 2], 100, hidden_layers=0)
 
 
-def _count(n_in, n_out, h, layers):
-    sizes = [n_in] + [h] * layers + [n_out]
+def _count(n_in, n_out, hidden):
+    sizes = [n_in] + list(hidden) + [n_out]
     return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))

@@ -129,7 +129,48 @@ def test_fit_reduces_the_loss(kind):
     assert len(hist["train_loss"]) == 30 == len(hist["val_loss"]) == len(logs)
     assert logs[0]["grid_updated"] and not logs[1]["grid_updated"]
     assert after < 0.3 * before
-    assert hist["stop_reason"] == "epochs"
+    assert hist["stop_reason"] == "completed"
+    assert hist["epoch"] == [float(e + 1) for e in range(30)]
+
+
+# kancore.fit's history keys (kancore.training.HISTORY_KEYS), written out: this file runs without torch.
+HISTORY_KEYS = {"step", "epoch", "train_loss", "val_loss", "test_loss", "reg", "lr", "grid_update_steps",
+                "best", "best_step", "best_epoch", "best_loss", "stop_reason"}
+
+
+def test_fit_history_has_the_torch_front_end_keys():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (100, 2))
+    net = NumpyKAN([2, 3, 1], seed=0)
+    hist = net.fit(X, X[:, 0] * X[:, 1], epochs=4, batch_size=32, val_fraction=0.2, grid_update_every=2)
+    assert set(hist) == HISTORY_KEYS
+    assert hist["val_loss"][hist["best"]] == hist["best_loss"]
+    try:
+        from kancore.training import HISTORY_KEYS as torch_keys
+    except ImportError:  # no torch here
+        return
+    assert set(torch_keys) == HISTORY_KEYS
+
+
+def test_fit_rejects_targets_of_the_wrong_shape():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (200, 2))
+    Y = np.stack([X[:, 0], X[:, 1]], axis=1)
+    net = NumpyKAN([2, 3, 2], seed=0)
+    with pytest.raises(ValueError, match=r"\(200, 2\)"):
+        net.fit(X, Y.T, epochs=1)  # (2, 200): the same number of values, scrambled
+    with pytest.raises(ValueError, match="targets of shape"):
+        net.fit(X, Y[:, 0], epochs=1)  # (n,) only for one output
+    with pytest.raises(ValueError, match="at least two outputs"):
+        NumpyKAN([2, 1]).fit(X, np.zeros(200, np.int64), loss="cross_entropy", epochs=1)
+    NumpyKAN([2, 1]).fit(X, X[:, 0], epochs=1)  # (n,) is fine for one output
+
+
+def test_fit_deprecated_grid_samples_warns():
+    X = np.random.default_rng(0).uniform(-1, 1, (64, 2))
+    net = NumpyKAN([2, 1], seed=0)
+    with pytest.warns(FutureWarning, match="grid_update_samples"):
+        net.fit(X, X[:, 0], epochs=1, grid_update_every=1, grid_samples=16)
 
 
 def test_fit_cross_entropy_and_early_stopping():

@@ -52,8 +52,10 @@ def test_early_stopping_restores_the_best_weights():
     # model learns, so training must stop and come back to an early state.
     x_val, y_val = ds["test_input"], -3 * ds["test_label"]
     trainer = Trainer(model, lr=3e-2, eval_every=1, patience=3, progress=False)
-    hist = trainer.fit(ds["train_input"], ds["train_label"], steps=200, X_val=x_val, y_val=y_val)
-    assert trainer.stopped_early and len(hist["step"]) < 200
+    hist = trainer.fit(ds["train_input"], ds["train_label"], steps=200, validation=(x_val, y_val))
+    assert trainer.stopped_early and len(hist["step"]) < 200 and hist["stop_reason"] == "early_stopping"
+    assert hist["best_step"] == trainer.best_step and hist["best_loss"] == min(hist["val_loss"])
+    assert hist["val_loss"][hist["best"]] == hist["best_loss"]
     best = min(hist["val_loss"])
     assert trainer.best_step == hist["step"][hist["val_loss"].index(best)]
     assert len(hist["step"]) == hist["step"].index(trainer.best_step) + 1 + 3  # exactly `patience` bad evals
@@ -113,7 +115,7 @@ def test_replaced_parameters_get_fresh_optimizer_state():
 def test_parameter_groups_have_the_right_learning_rates(kind):
     torch.manual_seed(0)
     model = KAN([2, 3, 1], kind=kind, layernorm=True)
-    trainer = Trainer(model, lr=1e-3, spline_lr_mult=10.0, progress=False)
+    trainer = Trainer(model, lr=1e-3, lr_spline=1e-2, progress=False)
     opt = trainer._build_optimizer()
     groups = {g["name"]: g for g in opt.param_groups}
     assert groups["base"]["lr"] == 1e-3 and groups["spline"]["lr"] == pytest.approx(1e-2)
@@ -178,7 +180,7 @@ def test_lbfgs_runs_and_reduces_the_loss():
     hist = fit(model, ds, steps=4, optimizer="lbfgs", lr=1.0, eval_every=1, grid_update_every=2, progress=False)
     assert hist["train_loss"][-1] < 0.5 * hist["train_loss"][0]
     with pytest.raises(ValueError, match="lbfgs"):
-        Trainer(model, optimizer="lbfgs", spline_lr_mult=3.0)
+        Trainer(model, optimizer="lbfgs", lr_spline=3.0)
 
 
 @pytest.mark.parametrize("reg", ["auto", "coef", "smoothness", "edge_scale"])
@@ -197,8 +199,52 @@ def test_cross_entropy_classification():
     y = (x[:, 0] * x[:, 1] > 0).long()
     model = KAN([2, 4, 2], kind="c0", num_control_points=6)
     hist = fit(model, x, y, loss="cross_entropy", steps=80, lr=3e-2, eval_every=40, progress=False,
-               X_val=x, y_val=y)
+               validation=(x, y))
     assert hist["val_loss"][-1] < math.log(2) * 0.8
+    with pytest.raises(ValueError, match="at least two outputs"):
+        fit(KAN([2, 3, 1]), x, y, loss="cross_entropy", steps=1, progress=False)
+    with pytest.raises(ValueError, match="integer class labels"):
+        fit(model, x, y.double(), loss="cross_entropy", steps=1, progress=False)
+
+
+def test_deprecated_names_warn_and_still_work():
+    ds = _data()
+    x_val, y_val = ds["test_input"], ds["test_label"]
+    runs = {}
+    for old in (True, False):
+        torch.manual_seed(0)
+        model = KAN([2, 3, 1])
+        if old:
+            with pytest.warns(FutureWarning, match="spline_lr_mult"):
+                trainer = Trainer(model, lr=1e-2, spline_lr_mult=3.0, progress=False, eval_every=5)
+            with pytest.warns(FutureWarning, match="X_val"):
+                hist = trainer.fit(ds["train_input"], ds["train_label"], steps=10, X_val=x_val, y_val=y_val)
+        else:
+            trainer = Trainer(model, lr=1e-2, lr_spline=3e-2, progress=False, eval_every=5)
+            hist = trainer.fit(ds["train_input"], ds["train_label"], steps=10, validation=(x_val, y_val))
+        runs[old] = hist
+    assert runs[True] == runs[False]
+    with pytest.raises(ValueError, match="not both"):
+        with pytest.warns(FutureWarning):
+            fit(KAN([2, 3, 1]), ds, steps=1, progress=False, lr_spline=1.0, spline_lr_mult=2.0)
+
+
+def test_epochs_val_fraction_and_the_history_keys():
+    ds = _data()
+    torch.manual_seed(0)
+    model = KAN([2, 3, 1])
+    n = ds["train_input"].shape[0]
+    hist = fit(model, ds["train_input"], ds["train_label"], epochs=3, batch_size=64, val_fraction=0.25,
+               eval_every=1, progress=False)
+    per_epoch = math.ceil((n - round(0.25 * n)) / 64)
+    assert hist["step"][-1] == 3 * per_epoch and hist["epoch"][-1] == 3.0
+    assert len(hist["val_loss"]) == len(hist["step"]) and hist["stop_reason"] == "completed"
+    assert hist["best_epoch"] == (hist["best_step"] - 1) // per_epoch
+    assert set(hist) == set(kancore.training.HISTORY_KEYS)
+    with pytest.raises(ValueError, match="steps or epochs"):
+        fit(model, ds, steps=3, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="val_fraction"):
+        fit(model, ds, steps=3, val_fraction=1.5, progress=False)
 
 
 def test_fit_rejects_bad_arguments():
