@@ -8,6 +8,8 @@ allocate what the file does not hold.
 import json
 import os
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -335,3 +337,38 @@ def test_deeply_nested_json_is_a_value_error(tmp_path):
     path = _write(tmp_path, None, b"", raw_header=b"[" * 100000 + b"]" * 100000)
     with pytest.raises(ValueError):
         kancore.load(path)
+
+
+def test_missing_fifo_and_foreign_files_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        kancore.load(tmp_path / "nope.safetensors")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes: refused first
+    with pytest.raises(ValueError, match="not a regular file"):
+        kancore.load(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):
+        kancore.load(tmp_path)
+    pickle_path = tmp_path / "model.pt"
+    torch.save(KAN([2, 1]).state_dict(), pickle_path)
+    for path in (pickle_path, _bytes_file(tmp_path / "text.safetensors", b"hello, this is text" * 10),
+                 _bytes_file(tmp_path / "tiny", b"abc")):
+        with pytest.raises(ValueError, match="not a kancore model file"):
+            kancore.load(path)
+    # A safetensors file of someone else's (no kancore metadata) is foreign too.
+    other = tmp_path / "other.safetensors"
+    safetensors_numpy.save_file({"w": np.ones(3, np.float32)}, str(other))
+    with pytest.raises(ValueError, match="not a kancore model file"):
+        kancore.load(other)
+
+
+def _bytes_file(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def test_torchless_load_points_to_numpykan(tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import kancore\n"
+            "try:\n    kancore.load('x')\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "needs PyTorch" in out.stdout and "NumpyKAN.load" in out.stdout
