@@ -16,11 +16,19 @@ The package's modules form layers, each importing only from those below it:
 ``model_io``, ``training``, ``inspection``. Figures come from ``_plotting``, imported only when
 one is drawn.
 """
-from typing import Any, List
+from typing import TYPE_CHECKING, Any, List
 
 from ._core import __version__, built_with_cuda
 from . import functional
 from .numpy_network import NumpyKAN
+
+if TYPE_CHECKING:  # type checkers see the real classes; at run time they load on first use
+    from .inspection import count_parameters, memory_estimate, mlp_with_same_parameters, plot_network
+    from .kan_layer import C0GridReport, KANLayer
+    from .kan_linear import GridUpdateReport, KANLinear
+    from .model_io import load, save
+    from .network import KAN
+    from .training import Trainer, create_dataset, fit
 
 # Names that need torch, and the module defining each (imported on first use, so that
 # `import kancore` works with NumPy alone).

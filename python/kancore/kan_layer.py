@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -84,7 +84,48 @@ class KANLayer(nn.Module):
     control points spanning ``[-spline_width/2, spline_width/2]``, extended linearly outside.
 
     ``y[..., o] = sum_i phi_{i,o}(x[..., i])``; input ``(..., in_features)``, output
-    ``(..., out_features)``; no bias.
+    ``(..., out_features)``; no bias. The math: docs/layer_math.md.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output widths (>= 1).
+    init : {"random_normal", "identity", "zero"}
+        The initial edges, drawn as kanditioned draws them (the same torch seed gives the same
+        weights): ``"random_normal"``, straight lines whose slopes have unit-norm columns over
+        the inputs; ``"identity"`` (needs ``in_features == out_features``), edge ``i -> i`` the
+        line ``(K-1)/W * x``, the others zero; ``"zero"``, all zero. The lines rise by one per
+        control point (``kancore.KAN(kind="c0")`` rescales them to slope 1 by default).
+    num_control_points : int
+        K >= 2, the control points per edge.
+    spline_width : float
+        W > 0, the span of the control points.
+    variant : {"B-spline", "parallel_scan", "DCT"}
+        How the control points are stored: ``"B-spline"``, directly as ``kan_weight (in, K,
+        out)``; ``"parallel_scan"``, as ramps ``r_weight``/``l_weight`` whose cumulative sums
+        give them; ``"DCT"``, as orthonormal DCT-II coefficients ``dct_weight`` along K. All
+        compute the same kind of function; the parametrisation changes how gradients act.
+    impl : {"embedding_bag", "embedding", "sparse_matmul_csr"}
+        The native path: ``"embedding_bag"`` and ``"embedding"`` the fused gather kernel,
+        ``"sparse_matmul_csr"`` a CSR sparse x dense product. Same function; read at every call.
+    device : torch.device or str, optional
+        Where the parameters live (CPU or CUDA).
+    dtype : torch.dtype, optional
+        ``torch.float32`` (default) or ``torch.float64``.
+
+    Attributes
+    ----------
+    check_finite : bool
+        Raise ``ValueError`` on NaN/±inf inputs instead of propagating them.
+    deterministic : bool
+        CUDA: a fixed-order reduction for the control-point gradient (bitwise repeatable).
+
+    Examples
+    --------
+    >>> import torch, kancore
+    >>> layer = kancore.KANLayer(3, 2, num_control_points=8)
+    >>> layer(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
     """
 
     def __init__(
@@ -97,7 +138,7 @@ class KANLayer(nn.Module):
         variant: str = "B-spline",
         impl: str = "embedding_bag",
         *,
-        device=None,
+        device: Optional[Union[str, torch.device]] = None,
         dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
@@ -185,13 +226,27 @@ class KANLayer(nn.Module):
         return right + left
 
     def get_interp_tensor(self) -> torch.Tensor:
-        """The control-point table as (in_features * num_control_points, out_features);
-        row ``i * K + k`` holds the values of edges ``i -> *`` at control point ``k``."""
+        """The control-point table as ``(in_features * num_control_points, out_features)``; row
+        ``i * K + k`` holds the values of edges ``i -> *`` at control point ``k`` (kanditioned's
+        method)."""
         return self._table().reshape(-1, self.out_features)
 
     # -- forward --------------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's output.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(..., in_features)``, the layer's dtype and device. NaN gives NaN in the affected
+            output rows, ±inf the limit of the linear extension (``check_finite`` raises).
+
+        Returns
+        -------
+        torch.Tensor
+            ``(..., out_features)``.
+        """
         table = self._table()
         _torch_ops.check_operands(x, table)  # the op re-checks impl and operands itself
         if self.check_finite and not bool(torch.isfinite(x).all()):
@@ -241,7 +296,25 @@ class KANLayer(nn.Module):
         the old function is representable, in which case the result is exact to rounding).
         Computed natively in float64. When K changes the parameters are replaced: build the
         optimizer afterwards. Features with fewer than 2 distinct finite samples keep their
-        domain. Returns a ``C0GridReport``.
+        domain.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Samples ``(..., in_features)``.
+        num_control_points : int, optional
+            The new K (default: unchanged).
+        quantile : float
+            q in [0, 0.5): the domain spans the [q, 1-q] quantiles.
+        margin : float
+            Widening of the domain on each side, relative to its width.
+        ridge : float
+            Relative weight of the pull toward the old function.
+
+        Returns
+        -------
+        C0GridReport
+            ``features_kept``, ``samples_skipped``, ``samples_outside``.
         """
         if x.shape[-1:] != (self.in_features,) or x.dim() < 1:
             raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
@@ -262,9 +335,15 @@ class KANLayer(nn.Module):
 
     @torch.no_grad()
     def refine(self, num_control_points: int) -> None:
-        """Change K over the same domain, keeping the function: exactly when
-        ``num_control_points - 1`` is a multiple of ``K - 1`` (every old point is kept), else the
-        least-squares fit over the domain. Parameters are replaced: build the optimizer after."""
+        """Change K over the same domain, keeping the function.
+
+        Parameters
+        ----------
+        num_control_points : int
+            The new K. Exact when ``num_control_points - 1`` is a multiple of ``K - 1`` (every old
+            point is kept), else the least-squares fit over the domain. Parameters are replaced:
+            build the optimizer afterwards.
+        """
         K_new = _positive_int("num_control_points", num_control_points)
         table = self._table().detach()
         new_table = _ops.c0_refine_arrays(table.cpu().numpy(), self.spline_width, K_new)

@@ -29,7 +29,7 @@ import contextlib
 import math
 import numbers
 import threading
-from typing import Any, Iterator, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Iterator, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -52,7 +52,9 @@ def _int_at_least(name: str, value, low: int) -> int:
     return int(value)
 
 
-def uniform_grid(in_features: int, grid_size: int, spline_order: int, grid_range, dtype=None, device=None):
+def uniform_grid(in_features: int, grid_size: int, spline_order: int, grid_range: Sequence[float],
+                 dtype: Optional[torch.dtype] = None,
+                 device: Optional[Union[str, torch.device]] = None) -> torch.Tensor:
     """efficient-kan's knots: uniform on grid_range, extended by spline_order steps each side."""
     lo, hi = (float(v) for v in grid_range)
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
@@ -66,7 +68,7 @@ _SKIP_INIT = threading.local()
 
 
 @contextlib.contextmanager
-def skip_initialisation():
+def skip_initialisation() -> Iterator[None]:
     """Within this block, new ``KANLinear`` layers leave their weights uninitialised (no random
     numbers drawn, no initial curve fit): for loaders that overwrite every parameter anyway."""
     previous = getattr(_SKIP_INIT, "on", False)
@@ -79,12 +81,46 @@ def skip_initialisation():
 
 class KANLinear(nn.Module):
     """A B-spline KAN layer (efficient-kan's ``KANLinear``). Input ``(..., in_features)``,
-    output ``(..., out_features)``."""
+    output ``(..., out_features)``; the math: docs/layer_math.md.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Input and output widths (>= 1).
+    grid_size : int
+        G, the intervals of each feature's grid inside ``grid_range``.
+    spline_order : int
+        k (1 to 64; CUDA up to 16), the splines' order (3: cubic).
+    scale_noise : float
+        The initial spline coefficients fit uniform noise of this scale (efficient-kan's init).
+    scale_base, scale_spline : float
+        Gains of the Kaiming-uniform initialisation of ``base_weight`` and ``spline_scaler``.
+    enable_standalone_scale_spline : bool
+        Keep a learnable ``spline_scaler (out, in)`` multiplying each edge's spline.
+    base_activation : type or module
+        The base branch's activation (``torch.nn.SiLU`` runs fused in the native kernel; any
+        other runs in torch).
+    grid_eps : float
+        In ``update_grid``: 0 puts the knots at the samples' quantiles, 1 keeps them uniform.
+    grid_range : (float, float)
+        The initial grid's inner range.
+    device : torch.device or str, optional
+        Where the parameters live.
+    dtype : torch.dtype, optional
+        ``torch.float32`` or ``torch.float64`` (default: torch's default dtype).
+
+    Examples
+    --------
+    >>> import torch, kancore
+    >>> kancore.KANLinear(3, 2)(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+    """
 
     def __init__(self, in_features: int, out_features: int, grid_size: int = 5, spline_order: int = 3,
                  scale_noise: float = 0.1, scale_base: float = 1.0, scale_spline: float = 1.0,
-                 enable_standalone_scale_spline: bool = True, base_activation=torch.nn.SiLU,
-                 grid_eps: float = 0.02, grid_range: Sequence[float] = (-1, 1), *, device=None, dtype=None):
+                 enable_standalone_scale_spline: bool = True, base_activation: Any = torch.nn.SiLU,
+                 grid_eps: float = 0.02, grid_range: Sequence[float] = (-1, 1), *,
+                 device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
         self.in_features = _int_at_least("in_features", in_features, 1)
         self.out_features = _int_at_least("out_features", out_features, 1)
@@ -163,6 +199,8 @@ class KANLinear(nn.Module):
     # -- forward ---------------------------------------------------------------------------
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer's output for ``x (..., in_features)`` in the layer's dtype: ``(...,
+        out_features)``."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
         if x.dtype != self.spline_weight.dtype:
@@ -193,8 +231,27 @@ class KANLinear(nn.Module):
 
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor, margin: float = 0.01, ridge: float = 1e-10) -> GridUpdateReport:
-        """Move the knots to the samples' quantiles (mixed with a uniform grid by grid_eps) and
-        refit the splines so the layer computes the same function on x."""
+        """Move the knots to the samples' quantiles and refit the splines, keeping the function.
+
+        The knots go to the quantiles of each feature's finite samples, mixed with a uniform grid
+        by ``grid_eps`` and widened by ``margin``; the unscaled splines are refitted by a banded
+        least squares in float64 (ridge-stabilised), so the layer computes the same function on
+        ``x``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Samples ``(batch, in_features)``; non-finite values are skipped.
+        margin : float
+            Widening of the range on each side, relative to its width.
+        ridge : float
+            Relative ridge weight of the least squares.
+
+        Returns
+        -------
+        GridUpdateReport
+            ``features_kept`` (without one finite sample: unchanged) and ``samples_skipped``.
+        """
         if x.dim() != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"expected x of shape (batch, {self.in_features}), got {tuple(x.shape)}")
         dt = self.spline_weight.dtype
@@ -208,9 +265,15 @@ class KANLinear(nn.Module):
 
     @torch.no_grad()
     def refine(self, new_grid_size: int) -> None:
-        """Switch to a grid of new_grid_size intervals over the same range, keeping the function
-        (exactly when new_grid_size is a multiple of grid_size). Parameters are replaced: build
-        the optimizer after refining."""
+        """Switch to a grid of ``new_grid_size`` intervals over the same range, keeping the
+        function (pykan's grid extension).
+
+        Parameters
+        ----------
+        new_grid_size : int
+            The new G. The function is kept exactly when it is a multiple of ``grid_size``, by
+            least squares otherwise. Parameters are replaced: build the optimizer afterwards.
+        """
         new_grid_size = _int_at_least("new_grid_size", new_grid_size, 1)
         grid = self.grid.detach().cpu().numpy()
         w = self.spline_weight.detach().cpu().numpy()

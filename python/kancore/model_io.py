@@ -23,7 +23,7 @@ import json
 import math
 import os
 import stat
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -78,7 +78,10 @@ def _layer_entry(j: int, layer) -> Tuple[dict, Dict[str, torch.Tensor]]:
     return cfg, tensors
 
 
-def save(model, path, metadata: Optional[Dict[str, str]] = None) -> None:
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def save(model: nn.Module, path: PathLike, metadata: Optional[Dict[str, str]] = None) -> None:
     """Write ``model`` (a ``KAN``, a single ``KANLayer``/``KANLinear``, or an ``nn.Sequential`` of
     them) to ``path`` as a kancore model file. The write is atomic: a temporary file in the same
     directory, renamed over ``path`` once complete. ``metadata`` adds string entries to the
@@ -118,7 +121,7 @@ def save(model, path, metadata: Optional[Dict[str, str]] = None) -> None:
     write_safetensors(path, {k: v.detach().cpu().numpy() for k, v in tensors.items()}, meta)
 
 
-def write_safetensors(path, arrays: Dict[str, np.ndarray], metadata: Dict[str, str]) -> None:
+def write_safetensors(path: PathLike, arrays: Dict[str, np.ndarray], metadata: Dict[str, str]) -> None:
     """Write float32/float64 arrays and string metadata as a safetensors file, atomically."""
     codes = {np.dtype("float32"): "F32", np.dtype("float64"): "F64"}
     header: dict = {"__metadata__": dict(metadata)}
@@ -188,7 +191,7 @@ def _no_duplicates(pairs):
     return out
 
 
-def read_safetensors(path) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+def read_safetensors(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     """Parse a safetensors file of F32/F64 tensors with every offset bounds-checked. Returns
     (arrays, metadata). A missing file raises FileNotFoundError; anything that is not a regular
     file, or is malformed, ValueError (a file that is not safetensors at all says "not a kancore
@@ -348,9 +351,29 @@ def _grid_range(L: dict):
     return tuple(gr) if ok else (-1.0, 1.0)
 
 
-def load(path, device=None):
-    """Read a kancore model file and return the ``KAN`` it describes (C0 layers come back with
-    ``variant="B-spline"``). Raises ValueError on any malformed, truncated or inconsistent file."""
+def load(path: PathLike, device: Optional[Union[str, torch.device]] = None) -> KAN:
+    """Read a kancore model file and return the ``KAN`` it describes.
+
+    Parameters
+    ----------
+    path : str or path
+        A file written by ``kancore.save``, ``NumpyKAN.save`` or C++ ``kancore::save``.
+    device : torch.device or str, optional
+        Move the model there.
+
+    Returns
+    -------
+    KAN
+        C0 layers come back with ``variant="B-spline"`` (the same function).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        Not a regular file, not a kancore model file, or a malformed, truncated or inconsistent
+        one (checked before anything is built).
+    """
     arrays, metadata = read_safetensors(path)
     try:
         cfg = parse_config(metadata)

@@ -29,7 +29,7 @@ __all__ = ["NumpyKAN"]
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
-def _native(a, dtype) -> np.ndarray:
+def _native(a: Any, dtype: Any) -> np.ndarray:
     """A C-contiguous, aligned array of dtype (a copy only when needed): the core reads raw
     addresses, and a misaligned float pointer is undefined behaviour in C++."""
     return np.require(a, dtype=dtype, requirements=["C", "A"])
@@ -72,9 +72,10 @@ class NumpyKAN:
     defaults for B-spline layers, with the spline scaler starting at 1).
     """
 
-    def __init__(self, widths, kind="bspline", *, dtype="float32", layernorm=False, layernorm_eps=1e-5,
-                 num_control_points=32, spline_width=4.0, grid_size=5, spline_order=3,
-                 grid_range=(-1.0, 1.0), seed=0):
+    def __init__(self, widths: Sequence[int], kind: Union[str, Sequence[str]] = "bspline", *,
+                 dtype: str = "float32", layernorm: bool = False, layernorm_eps: float = 1e-5,
+                 num_control_points: int = 32, spline_width: float = 4.0, grid_size: int = 5,
+                 spline_order: int = 3, grid_range: Sequence[float] = (-1.0, 1.0), seed: int = 0) -> None:
         widths = [int(w) for w in widths]
         if len(widths) < 2:
             raise ValueError(f"expected at least two widths (in, out), got {widths}")
@@ -97,7 +98,7 @@ class NumpyKAN:
         self._net = _core.Network(layers, dtype, bool(layernorm), float(layernorm_eps), int(seed))
 
     @classmethod
-    def _wrap(cls, net) -> "NumpyKAN":
+    def _wrap(cls, net: Any) -> "NumpyKAN":
         self = cls.__new__(cls)
         self._net = net
         return self
@@ -109,7 +110,7 @@ class NumpyKAN:
         return self._net.config()
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return np.dtype(_DTYPES[self.config["dtype"]])
 
     @property
@@ -124,7 +125,7 @@ class NumpyKAN:
     def num_parameters(self) -> int:
         return self._net.num_parameters
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         c = self.config
         kinds = ",".join(layer["kind"] for layer in c["layers"])
         widths = [c["layers"][0]["in_features"]] + [layer["out_features"] for layer in c["layers"]]
@@ -149,11 +150,12 @@ class NumpyKAN:
         except IndexError as exc:  # std::out_of_range
             raise KeyError(name) from exc
 
-    def gradient(self, name: str):
+    def gradient(self, name: str) -> Optional[np.ndarray]:
         """The gradient of the last ``backward`` for a parameter (None for buffers)."""
         return self._net.get_grad(name)
 
-    def set_parameter(self, name: str, value) -> None:
+    def set_parameter(self, name: str, value: Any) -> None:
+        """Set a parameter or buffer from an array of its shape (converted to the network's dtype)."""
         try:
             shape = tuple(self._net.tensor_shape(name))
         except IndexError as exc:
@@ -171,13 +173,13 @@ class NumpyKAN:
             self.set_parameter(name, value)
 
     # ---- computation -----------------------------------------------------------------------
-    def _inputs(self, X) -> np.ndarray:
+    def _inputs(self, X: Any) -> np.ndarray:
         X = np.asarray(X)
         if X.ndim < 1 or X.shape[-1] != self.in_features:
             raise ValueError(f"expected inputs of shape (..., {self.in_features}), got {X.shape}")
         return _native(X.reshape(-1, self.in_features), self.dtype)
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         """Network output for X of shape (..., in_features) -> (..., out_features)."""
         X = np.asarray(X)
         lead = X.shape[:-1]
@@ -189,7 +191,7 @@ class NumpyKAN:
 
     __call__ = predict
 
-    def forward_backward(self, X, grad_y):
+    def forward_backward(self, X: Any, grad_y: Any) -> np.ndarray:
         """Keeps the activations of X, then back-propagates grad_y: returns d/dX and fills
         every parameter's gradient (see ``gradient``)."""
         flat = self._inputs(X)
@@ -201,7 +203,7 @@ class NumpyKAN:
         self._net.backward(_address(gy), _address(gx))
         return gx
 
-    def update_grids(self, X) -> None:
+    def update_grids(self, X: Any) -> None:
         """Adapt every layer's grid (B-spline knots, C0 domain) to X fed through the network."""
         flat = self._inputs(X)
         self._net.update_grids(_address(flat), flat.shape[0])
@@ -327,13 +329,15 @@ class NumpyKAN:
         return _history(raw)
 
     # ---- files -----------------------------------------------------------------------------
-    def save(self, path) -> None:
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Write the model file atomically (safetensors, the format in cpp/include/kancore/model_io.hpp)."""
         self._net.save(os.fspath(path))
 
     @classmethod
-    def load(cls, path) -> "NumpyKAN":
-        """Read a model file; corrupt or inconsistent files raise ValueError."""
+    def load(cls, path: Union[str, "os.PathLike[str]"]) -> "NumpyKAN":
+        """Read a model file (written by ``save``, ``kancore.save`` or C++ ``kancore::save``).
+        A missing file raises FileNotFoundError; a foreign, corrupt or inconsistent one
+        ValueError."""
         return cls._wrap(_core.Network.load(os.fspath(path)))
 
     def to_bytes(self) -> bytes:

@@ -84,16 +84,16 @@ def _spline_attrs(module: nn.Module):
 class _NoBar:
     """Stands in for tqdm when no progress bar is wanted (or tqdm is not installed)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def update(self, n=1):
+    def update(self, n: int = 1) -> None:
         pass
 
-    def set_postfix(self, *args, **kwargs):
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
@@ -380,8 +380,8 @@ class Trainer:
         return total, data, penalty
 
     @torch.no_grad()
-    def evaluate(self, X, y) -> float:
-        """The data loss (no penalty) on (X, y), in eval mode."""
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> float:
+        """The data loss (no penalty) on ``(X, y)``, in eval mode, as a float."""
         was_training = self.model.training
         self.model.eval()
         try:
@@ -608,8 +608,10 @@ def fit(model: nn.Module, X: Any, y: Any = None, *, steps: Optional[int] = None,
                                          val_fraction=val_fraction, X_val=X_val, y_val=y_val)
 
 
-def create_dataset(f: Callable, n_var: int = 2, ranges: Union[Sequence[float], Sequence[Sequence[float]]] = (-2, 2),
-                   train_num: int = 1000, test_num: int = 1000, seed: int = 0, device="cpu",
+def create_dataset(f: Callable[[torch.Tensor], Any], n_var: int = 2,
+                   ranges: Union[Sequence[float], Sequence[Sequence[float]]] = (-2, 2),
+                   train_num: int = 1000, test_num: int = 1000, seed: int = 0,
+                   device: Union[str, torch.device] = "cpu",
                    dtype: torch.dtype = torch.float32) -> Dict[str, torch.Tensor]:
     """Sample inputs uniformly on ``ranges`` (one (lo, hi) for every variable, or one per variable)
     and label them with ``f`` (a function of an (n, n_var) tensor returning (n,) or (n, k)).
@@ -625,7 +627,7 @@ def create_dataset(f: Callable, n_var: int = 2, ranges: Union[Sequence[float], S
         raise ValueError(f"ranges must be (lo, hi) or {n_var} pairs of finite lo < hi, got {ranges!r}")
     gen = torch.Generator().manual_seed(int(seed))
 
-    def sample(num):
+    def sample(num: int) -> Tuple[torch.Tensor, torch.Tensor]:
         u = torch.rand(num, n_var, generator=gen, dtype=torch.float64)
         x = (r[:, 0] + u * (r[:, 1] - r[:, 0])).to(dtype)
         y = torch.as_tensor(f(x))
