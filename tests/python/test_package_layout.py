@@ -98,6 +98,15 @@ def test_dir_lists_the_whole_api():
     assert int(out.stdout) >= len(kancore.__all__)
 
 
+def test_help_shows_the_lazy_classes_and_functions():
+    pytest.importorskip("torch")
+    code = ("import pydoc, kancore; print(pydoc.render_doc(kancore, renderer=pydoc.plaintext))")
+    text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for name in ("class KANLayer", "class KANLinear", "class KAN(", "fit(model", "load(path",
+                 "plot_network(model", "mlp_with_same_parameters("):
+        assert name in text, name
+
+
 def test_plotting_is_not_imported_until_a_figure_is_drawn():
     pytest.importorskip("torch")
     code = ("import sys, torch, kancore; kancore.KAN([2, 2, 1]); kancore.fit; kancore.save; "
