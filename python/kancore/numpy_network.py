@@ -235,7 +235,7 @@ class NumpyKAN:
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the model file atomically (safetensors, the format in cpp/include/kancore/model_io.hpp)."""
+        """Write the model file atomically (safetensors, the format in docs/model_format.md)."""
         self._net.save(os.fspath(path))
 
     @classmethod

@@ -93,7 +93,7 @@ struct FitOptions {
   bool restore_best = true;
   // Penalty added to every mini-batch loss: reg_weight * Network::regularization (C0:
   // second-difference smoothness of the table; B-spline: efficient-kan's coefficient L1 +
-  // entropy of spline_weight, both with weight 1).
+  // entropy of spline_weight, both with weight 1; docs/layer_math.md, "Regularisers").
   double reg_weight = 0.0;
   // Grid updates before epochs 0, every, 2*every, ... that are < until (every = 0: never), on
   // the first grid_update_samples rows of that epoch's shuffled training set
