@@ -43,13 +43,14 @@ test-cpp: system-deps
 test-python: install
 	$(PY) -m pytest tests/python
 
-# The standalone C++ example (examples/cpp) built against the pip-installed package's CMake config.
+# The standalone C++ example (examples/cpp) built against the pip-installed package's CMake config,
+# once against the CPU-only kancore::kancore (run; must not link libcudart/libcusparse) and once
+# against kancore::kancore_cuda (COMPONENTS CUDA; built and linked only). EXAMPLE_CPP_FLAGS=--require-cuda
+# makes a package without CUDA an error (CI). For a `cmake --install` prefix instead, run
+# examples/cpp/build_both.sh PREFIX/lib/cmake/kancore directly.
+EXAMPLE_CPP_FLAGS ?=
 example-cpp: install
-	rm -rf build/example-cpp
-	cmake -S examples/cpp -B build/example-cpp -G Ninja -DCMAKE_BUILD_TYPE=Release \
-	  -Dkancore_DIR="$$($(PY) -m kancore --cmake-dir)"
-	cmake --build build/example-cpp -j $(JOBS)
-	build/example-cpp/train_sin_cos build/example-cpp/sin_cos.safetensors
+	JOBS=$(JOBS) examples/cpp/build_both.sh "$$($(PY) -m kancore --cmake-dir)" $(EXAMPLE_CPP_FLAGS)
 
 # libFuzzer run of the model loader (Clang): seed corpus from valid files, FUZZ_SECONDS of fuzzing.
 FUZZ_SECONDS ?= 240

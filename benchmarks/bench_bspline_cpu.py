@@ -23,7 +23,7 @@ Implementations:
   the recursion on ``(batch, in, ...)`` tensors, giving the dense basis ``(batch, in, G+k)``, and
   ``F.linear(silu(x), base_weight) + F.linear(basis.view(batch, -1),
   (spline_weight * spline_scaler[..., None]).view(out, -1))``. Its ``update_grid`` follows the
-  description in ``reference.md`` section 2: sort each feature's samples, G+1 evenly spaced
+  description in ``docs/layer_math.md`` ("Grid updates"): sort each feature's samples, G+1 evenly spaced
   order statistics mixed with uniform knots over ``[min - margin, max + margin]`` by
   ``grid_eps``, k more knots each side with the uniform step, and a refit of ``spline_weight``
   by ``torch.linalg.lstsq`` of the dense basis on the new knots ``(in, batch, G+k)`` against

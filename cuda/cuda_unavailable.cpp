@@ -1,8 +1,15 @@
-// The CUDA entry points of a build without the CUDA backend: each call says so clearly.
+// The CUDA entry points of the CPU-only library (kancore::kancore): each call says so clearly.
+// The CUDA-enabled library (kancore::kancore_cuda) links cuda/cuda_available.cpp and the .cu
+// kernels instead.
 #include <stdexcept>
 
 #include "../cpp/src/backend_cuda.hpp"
 #include "../cpp/src/bspline_backend_cuda.hpp"
+#include "kancore/types.hpp"
+
+namespace kancore {
+bool built_with_cuda() noexcept { return false; }
+}  // namespace kancore
 
 namespace kancore::c0::cuda_backend {
 namespace {

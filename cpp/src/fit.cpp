@@ -123,7 +123,10 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
   if (o.patience < 0) fail("expected patience >= 0, got " + std::to_string(o.patience));
   if (!(o.val_fraction >= 0 && o.val_fraction < 1)) fail("expected val_fraction in [0, 1), got " + std::to_string(o.val_fraction));
   if (!std::isfinite(o.reg_weight) || o.reg_weight < 0) fail("expected reg_weight >= 0, got " + std::to_string(o.reg_weight));
-  if (o.grid_update_every < 0 || o.grid_samples < 1) fail("expected grid_update_every >= 0 and grid_samples >= 1");
+  if (o.grid_update_every < 0 || o.grid_update_samples < 1) {
+    fail("expected grid_update_every >= 0 and grid_update_samples >= 1, got " +
+         std::to_string(o.grid_update_every) + " and " + std::to_string(o.grid_update_samples));
+  }
   if (o.loss != LossKind::mse && o.loss != LossKind::cross_entropy) fail("expected loss mse or cross_entropy");
   check_data<T>(train_in, net, o.loss, "training");
   if (val_in) check_data<T>(*val_in, net, o.loss, "validation");
@@ -164,6 +167,7 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
   double best_loss = std::numeric_limits<double>::infinity();
   std::int64_t since_best = 0;
   const std::int64_t bs = std::min(o.batch_size, train.n);
+  hist.steps_per_epoch = (train.n + bs - 1) / bs;
   std::vector<std::int64_t> order(static_cast<std::size_t>(train.n));
   std::iota(order.begin(), order.end(), 0);
   Rows<T> mb;
@@ -174,11 +178,13 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
     log.epoch = epoch;
     shuffle(order);
     if (o.grid_update_every > 0 && epoch % o.grid_update_every == 0 && epoch < o.grid_update_until) {
-      const auto m = static_cast<std::size_t>(std::min(o.grid_samples, train.n));
+      const auto m = static_cast<std::size_t>(std::min(o.grid_update_samples, train.n));
       gather<T>(train_view, in, out, o.loss, order, 0, m, mb);
       net.update_grids(mb.n, mb.x.data(), o.grid);
       log.grid_updated = true;
+      hist.grid_update_epochs.push_back(epoch);
     }
+    const double epoch_lr = opt.options().lr;  // no schedule: constant within the epoch
     double sum = 0;
     for (std::int64_t s = 0; s < train.n; s += bs) {
       const auto from = static_cast<std::size_t>(s);
@@ -197,6 +203,8 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
     log.val_loss = has_val ? evaluate<T>(net, val, o.loss) : std::numeric_limits<double>::quiet_NaN();
     log.penalty = o.reg_weight > 0 ? net.regularization(o.reg_weight, false) : 0.0;
     hist.train_loss.push_back(log.train_loss);
+    hist.reg.push_back(log.penalty);
+    hist.lr.push_back(epoch_lr);
     if (has_val) hist.val_loss.push_back(log.val_loss);
     if (!std::isfinite(log.train_loss)) {
       hist.stop_reason = "diverged";

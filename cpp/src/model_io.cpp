@@ -265,14 +265,42 @@ std::string serialize(const Network& net_const) {
   return out;
 }
 
+namespace {
+
+[[noreturn]] void foreign(const std::string& reason) { throw NotAModelFile("kancore", reason); }
+
+// The header's "__metadata__" must say "format": "kancore.network"; anything else (no metadata,
+// another program's safetensors file) is a foreign file. Returns the metadata object.
+const json::Value& kancore_metadata(const json::Value& h) {
+  const json::Value* meta = h.find("__metadata__");
+  if (!meta) foreign("a safetensors header without __metadata__");
+  if (!meta->is(json::Value::Type::object)) foreign("__metadata__ is not an object");
+  const json::Value* fmt = meta->find("format");
+  if (!fmt) foreign("no \"format\" in __metadata__");
+  if (!fmt->is(json::Value::Type::string) || fmt->text != "kancore.network") {
+    foreign("__metadata__ format is not \"kancore.network\"");
+  }
+  return *meta;
+}
+
+}  // namespace
+
 Network deserialize(const void* data, std::size_t size) {
   const auto* bytes = static_cast<const unsigned char*>(data);
-  if (size < 8 || !data) bad("truncated: " + std::to_string(size) + " bytes, the header length alone needs 8");
+  // First decide whether these bytes are a kancore model file at all (a pickle, text or another
+  // program's file is reported as foreign); after that, every error is a precise "corrupt" one.
+  if (size < 8 || !data) {
+    foreign(std::to_string(size) + " bytes, shorter than the 8-byte safetensors header length");
+  }
   std::uint64_t n = 0;
   for (int b = 7; b >= 0; --b) n = (n << 8) | bytes[b];
-  if (n > kMaxHeader) bad("header length " + std::to_string(n) + " exceeds the limit of 16 MiB");
-  if (n > size - 8) {
-    bad("truncated: header length " + std::to_string(n) + " but only " + std::to_string(size - 8) +
+  const std::uint64_t follow = size - 8;  // bytes after the length
+  const bool brace = follow > 0 && bytes[8] == '{';
+  if (n > kMaxHeader) foreign("header length " + std::to_string(n) + " exceeds the limit of 16 MiB");
+  if (n > 0 && follow > 0 && !brace) foreign("the safetensors header does not start with '{'");
+  if (n > follow) {
+    // A plausible length and a '{' after it (or nothing at all): a kancore file cut short.
+    bad("truncated: header length " + std::to_string(n) + " but only " + std::to_string(follow) +
         " bytes follow");
   }
   const std::uint64_t data_len = size - 8 - n;
@@ -287,26 +315,19 @@ Network deserialize(const void* data, std::size_t size) {
     bad(std::string("header: ") + e.what());
   }
   if (!h.is(json::Value::Type::object)) bad("expected the header to be a JSON object");
+  const json::Value* meta = &kancore_metadata(h);
 
   std::vector<Entry> entries;
-  const json::Value* meta = nullptr;
   for (std::size_t m = 0; m < h.keys.size(); ++m) {
     const std::string& name = h.keys[m];
-    const json::Value& v = h.items[m];
-    if (name == "__metadata__") {
-      meta = &v;
-      continue;
-    }
-    entries.push_back(read_entry(name, v, data_len));
+    if (name == "__metadata__") continue;
+    entries.push_back(read_entry(name, h.items[m], data_len));
   }
-  if (!meta || !meta->is(json::Value::Type::object)) bad("missing the __metadata__ object");
   for (std::size_t m = 0; m < meta->keys.size(); ++m) {
     if (!meta->items[m].is(json::Value::Type::string)) {
       bad("__metadata__ value \"" + meta->keys[m] + "\" must be a string");
     }
   }
-  const json::Value* fmt = meta->find("format");
-  if (!fmt || fmt->text != "kancore.network") bad("expected __metadata__ format \"kancore.network\"");
   const json::Value* ver = meta->find("format_version");
   if (!ver || ver->text != "1") {
     bad("expected format_version \"1\", got " + (ver ? "\"" + ver->text + "\"" : std::string("none")));
@@ -411,18 +432,28 @@ void save(const Network& net, const std::string& path) {
 Network load(const std::string& path) {
   // A directory opens as a stream on Linux and reports an absurd size: require a regular file.
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    throw std::runtime_error("kancore: cannot load " + path + ": not a regular file");
+  const auto st = std::filesystem::status(path, ec);
+  if (st.type() == std::filesystem::file_type::not_found) throw FileNotFound(path);
+  if (st.type() != std::filesystem::file_type::regular) {
+    throw std::runtime_error("kancore: cannot load " + path + ": " +
+                             (ec ? ec.message() : std::string("not a regular file")));
   }
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("kancore: cannot open " + path);
+  if (!f) {
+    if (errno == ENOENT) throw FileNotFound(path);  // removed since the status call
+    throw std::runtime_error("kancore: cannot open " + path + ": " + std::strerror(errno));
+  }
   f.seekg(0, std::ios::end);
   const std::streamoff size = f.tellg();
   if (size < 0) throw std::runtime_error("kancore: cannot read " + path);
   f.seekg(0);
   std::string bytes(static_cast<std::size_t>(size), '\0');
   if (size > 0 && !f.read(bytes.data(), size)) throw std::runtime_error("kancore: cannot read " + path);
-  return deserialize(bytes.data(), bytes.size());
+  try {
+    return deserialize(bytes.data(), bytes.size());
+  } catch (const NotAModelFile& e) {
+    throw NotAModelFile(path, e.reason());
+  }
 }
 
 }  // namespace kancore

@@ -14,12 +14,7 @@ std::string to_string(DeviceType device) {
   return device == DeviceType::cuda ? "cuda" : "cpu";
 }
 
-bool built_with_cuda() noexcept {
-#if KANCORE_WITH_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
+// built_with_cuda() is defined by the backend source set linked into the library
+// (cuda/cuda_available.cpp or cuda/cuda_unavailable.cpp), so this file is device-agnostic.
 
 }  // namespace kancore

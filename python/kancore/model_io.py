@@ -1,4 +1,4 @@
-"""Save and load a ``KAN`` as the kancore model file (the format in cpp/include/kancore/model_io.hpp, format version 1).
+"""Save and load a ``KAN`` as the kancore model file (the format in docs/model_format.md, format version 1).
 
 The file is safetensors (an 8-byte little-endian header length N, N bytes of JSON header, then the
 raw little-endian tensor bytes), written and read here with NumPy alone so the format has no

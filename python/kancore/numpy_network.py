@@ -4,7 +4,7 @@ for NumPy users; no torch needed.
     net = kancore.NumpyKAN([2, 8, 1], kind="bspline", layernorm=True, seed=0)
     history = net.fit(X, y, epochs=100, lr=1e-2, val_fraction=0.2, patience=10)
     y_hat = net.predict(X_test)
-    net.save("model.safetensors")           # the shared format (the format in cpp/include/kancore/model_io.hpp)
+    net.save("model.safetensors")           # the shared format (docs/model_format.md)
     same = kancore.NumpyKAN.load("model.safetensors")
 
 The work happens in the C++ ``kancore::Network`` (one dtype, float32 or float64, for every
@@ -330,7 +330,7 @@ class NumpyKAN:
 
     # ---- files -----------------------------------------------------------------------------
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
-        """Write the model file atomically (safetensors, the format in cpp/include/kancore/model_io.hpp)."""
+        """Write the model file atomically (safetensors, the format in docs/model_format.md)."""
         self._net.save(os.fspath(path))
 
     @classmethod

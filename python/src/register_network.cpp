@@ -4,8 +4,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -95,6 +97,17 @@ py::array copy_out(const TensorView& v, const void* src) {
 }  // namespace
 
 void register_network(py::module_& m) {
+  // kancore::FileNotFound (load() of a missing path) -> FileNotFoundError(ENOENT, message, path),
+  // so errno and filename are set as for open(). Other errors keep pybind11's standard mapping
+  // (NotAModelFile is a std::invalid_argument -> ValueError).
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const FileNotFound& e) {
+      const py::tuple args = py::make_tuple(ENOENT, "kancore: no such model file", e.path());
+      PyErr_SetObject(PyExc_FileNotFoundError, args.ptr());
+    }
+  });
   py::class_<Network>(m, "Network", "kancore::Network (use kancore.NumpyKAN)")
       .def(py::init([](const py::list& layers, const std::string& dtype, bool layernorm, double eps,
                        std::uint64_t seed) {
@@ -150,7 +163,7 @@ void register_network(py::module_& m) {
               const std::string& loss, std::int64_t epochs, std::int64_t batch_size, double lr,
               double lr_spline, const std::string& optimizer, double weight_decay, double val_fraction,
               std::int64_t patience, bool restore_best, double reg_weight, std::int64_t grid_every,
-              std::int64_t grid_until, std::int64_t grid_samples, std::uint64_t seed,
+              std::int64_t grid_until, std::int64_t grid_update_samples, std::uint64_t seed,
               const py::object& callback) {
              FitOptions o;
              if (loss == "mse") o.loss = LossKind::mse;
@@ -170,7 +183,7 @@ void register_network(py::module_& m) {
              o.reg_weight = reg_weight;
              o.grid_update_every = grid_every;
              o.grid_update_until = grid_until;
-             o.grid_samples = grid_samples;
+             o.grid_update_samples = grid_update_samples;
              o.seed = seed;
              if (!callback.is_none()) {
                o.callback = [callback](const EpochLog& e) {
@@ -196,6 +209,10 @@ void register_network(py::module_& m) {
              out["best_epoch"] = h.best_epoch;
              out["best_loss"] = h.best_loss;
              out["stop_reason"] = h.stop_reason;
+             out["reg"] = h.reg;
+             out["lr"] = h.lr;
+             out["grid_update_epochs"] = h.grid_update_epochs;
+             out["steps_per_epoch"] = h.steps_per_epoch;
              return out;
            })
       .def("save", [](const Network& n, const std::string& path) { save(n, path); })

@@ -1,5 +1,5 @@
-// A straightforward float64 re-statement of the model-format forward (spec/model_format.md),
-// read from a Network's named tensors: the oracle of the Network tests.
+// A straightforward float64 re-statement of the model-format forward (docs/model_format.md,
+// "Forward"), read from a Network's named tensors: the oracle of the Network tests.
 #pragma once
 
 #include <cmath>

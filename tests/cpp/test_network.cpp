@@ -299,6 +299,68 @@ TEST(Fit, ReducesTheLoss) {
   }
 }
 
+// FitHistory's per-epoch reg and lr, the grid-update epochs and steps_per_epoch, checked against
+// what the callback saw and against the options.
+TEST(Fit, HistoryRecordsPenaltyLearningRateGridUpdatesAndSteps) {
+  for (auto kind : {LayerKind::bspline, LayerKind::c0}) {
+    Network net(make_config({2, 4, 1}, kind, DType::float64), 3);
+    const Data d = make_data(200, 7);
+    FitOptions o;
+    o.epochs = 12;
+    o.batch_size = 32;  // 160 training rows after the split: 5 steps per epoch
+    o.val_fraction = 0.2;
+    o.optimizer.lr = 0.015;
+    o.optimizer.lr_spline = 0.03;
+    o.reg_weight = 1e-3;
+    o.grid_update_every = 4;
+    o.grid_update_until = 9;  // before epochs 0, 4 and 8
+    o.grid_update_samples = 50;
+    o.restore_best = false;  // so the network ends on the last epoch's weights (checked below)
+    std::vector<double> penalties;
+    std::vector<std::int64_t> updated;
+    o.callback = [&](const EpochLog& e) {
+      penalties.push_back(e.penalty);
+      if (e.grid_updated) updated.push_back(e.epoch);
+      return true;
+    };
+    const FitHistory h = fit(net, Dataset{200, d.x.data(), d.y.data(), nullptr}, o);
+    ASSERT_EQ(h.train_loss.size(), 12u);
+    ASSERT_EQ(h.reg.size(), 12u);
+    ASSERT_EQ(h.lr.size(), 12u);
+    for (std::size_t e = 0; e < 12; ++e) {
+      EXPECT_EQ(h.reg[e], penalties[e]) << "epoch " << e;
+      EXPECT_GT(h.reg[e], 0.0);
+      EXPECT_EQ(h.lr[e], 0.015);  // the "other" group's rate, not lr_spline
+    }
+    EXPECT_EQ(h.grid_update_epochs, (std::vector<std::int64_t>{0, 4, 8}));
+    EXPECT_EQ(h.grid_update_epochs, updated);
+    EXPECT_EQ(h.steps_per_epoch, 5);
+    // The penalty is the network's regularisation after the last epoch, weighted.
+    EXPECT_NEAR(h.reg.back(), net.regularization(o.reg_weight, false), 1e-12 * h.reg.back());
+  }
+  // steps_per_epoch rounds up and a batch larger than the data is one step; no regularisation
+  // and no grid updates record zeros and an empty list.
+  Network net(make_config({2, 3, 1}, LayerKind::c0, DType::float64), 1);
+  const Data d = make_data(70, 2);
+  FitOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;
+  FitHistory h = fit(net, Dataset{70, d.x.data(), d.y.data(), nullptr}, o);
+  EXPECT_EQ(h.steps_per_epoch, 3);
+  EXPECT_EQ(h.reg, (std::vector<double>{0.0, 0.0}));
+  EXPECT_EQ(h.lr, (std::vector<double>{o.optimizer.lr, o.optimizer.lr}));
+  EXPECT_TRUE(h.grid_update_epochs.empty());
+  o.batch_size = 1000;
+  o.epochs = 0;
+  h = fit(net, Dataset{70, d.x.data(), d.y.data(), nullptr}, o);
+  EXPECT_EQ(h.steps_per_epoch, 1);
+  EXPECT_TRUE(h.reg.empty() && h.lr.empty());
+  // grid_update_samples must be >= 1.
+  o.epochs = 1;
+  o.grid_update_samples = 0;
+  EXPECT_THROW(fit(net, Dataset{70, d.x.data(), d.y.data(), nullptr}, o), std::invalid_argument);
+}
+
 TEST(Fit, ClassifiesWithCrossEntropy) {
   NetworkConfig c = make_config({2, 4, 2}, LayerKind::bspline, DType::float32);
   Network net(c, 2);

@@ -140,7 +140,117 @@ TEST(ModelIO, SaveIsAtomic) {
 }
 
 TEST(ModelIO, LoadReportsMissingFiles) {
-  EXPECT_THROW(load("/nonexistent/dir/model.safetensors"), std::runtime_error);
+  const std::string path = "/nonexistent/dir/model.safetensors";
+  try {
+    load(path);
+    ADD_FAILURE() << "loaded a missing file";
+  } catch (const FileNotFound& e) {
+    EXPECT_EQ(e.path(), path);
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no such file"), std::string::npos) << e.what();
+  }
+  // FileNotFound is a std::runtime_error (callers catching that keep working); an existing
+  // path that is not a regular file is a plain runtime_error, not FileNotFound.
+  EXPECT_THROW(load(path), std::runtime_error);
+  const fs::path dir = temp_dir("notfound");
+  try {
+    load(dir.string());
+    ADD_FAILURE() << "loaded a directory";
+  } catch (const FileNotFound& e) {
+    ADD_FAILURE() << "a directory reported as missing: " << e.what();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+// Files that are not kancore model files at all: "<path>: not a kancore model file (<reason>)",
+// a NotAModelFile (a std::invalid_argument), whatever the bytes.
+TEST(ModelIO, ForeignFilesAreReportedAsSuch) {
+  const fs::path dir = temp_dir("foreign");
+  std::string random(4096, '\0');
+  std::uint64_t state = 0x9E3779B97F4A7C15ull;
+  for (auto& c : random) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    c = static_cast<char>(state >> 56);
+  }
+  // A torch.save-like pickle (protocol 2 opcodes, then a zip-ish tail), a text file, random
+  // bytes, an empty file, a JSON file, and safetensors files that are not kancore's.
+  static const char kPickle[] =
+      "\x80\x02\x8a\x0al\xfc\x9c" "F\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.\x80\x02}q\x00(X\x10\x00\x00\x00"
+      "protocol_versionq\x01M\xe9\x03u.";
+  const std::string pickle = std::string(kPickle, sizeof(kPickle) - 1) + random.substr(0, 200);
+  const std::string tensor_only = "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}}";
+  const std::string other_meta =
+      "{\"__metadata__\": {\"format\": \"pt\"}, \"w\": {\"dtype\": \"BF16\", \"shape\": [2], \"data_offsets\": [0, 4]}}";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"pickle", pickle},
+      {"text", "hello, this is a text file and not a model\n"},
+      {"random", random},
+      {"empty", ""},
+      {"seven", "1234567"},
+      {"json", "{\"dtype\": \"float32\"}\n"},
+      {"short length, no brace", join("[1, 2, 3]", "")},
+      {"safetensors without metadata", join(tensor_only, std::string(4, '\0'))},
+      {"safetensors of another program", join(other_meta, std::string(4, '\0'))},
+  };
+  for (const auto& [name, bytes] : cases) {
+    const fs::path file = dir / "foreign.bin";
+    { std::ofstream(file, std::ios::binary) << bytes; }
+    try {
+      load(file.string());
+      ADD_FAILURE() << name << ": accepted";
+    } catch (const NotAModelFile& e) {
+      const std::string what = e.what();
+      const std::string prefix = file.string() + ": not a kancore model file (";
+      EXPECT_EQ(what.rfind(prefix, 0), 0u) << name << ": " << what;
+      EXPECT_EQ(what.back(), ')') << name << ": " << what;
+      EXPECT_FALSE(e.reason().empty()) << name;
+      EXPECT_NE(what.find(e.reason()), std::string::npos) << name << ": " << what;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << name << ": not reported as foreign: " << e.what();
+    }
+    // In memory: the same classification, "kancore: not a kancore model file (...)".
+    try {
+      deserialize(bytes.data(), bytes.size());
+      ADD_FAILURE() << name << ": accepted in memory";
+    } catch (const NotAModelFile& e) {
+      EXPECT_EQ(std::string(e.what()).rfind("kancore: not a kancore model file (", 0), 0u) << e.what();
+    }
+  }
+  // The pickle's reason keeps the specific cause (its first 8 bytes as a header length).
+  try {
+    deserialize(pickle.data(), pickle.size());
+  } catch (const NotAModelFile& e) {
+    EXPECT_NE(e.reason().find("header length"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+// Kancore files that are corrupt keep their precise messages: they are not "foreign".
+TEST(ModelIO, CorruptKancoreFilesAreNotForeign) {
+  const std::string f = serialize(Network(small_config(DType::float32, true), 2));
+  const auto [h, d] = split(f);
+  auto expect_corrupt = [](const std::string& bytes, const std::string& needle) {
+    try {
+      deserialize(bytes.data(), bytes.size());
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const NotAModelFile& e) {
+      ADD_FAILURE() << "reported as foreign: " << e.what();
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).rfind("kancore: model file: ", 0), 0u) << e.what();
+    }
+  };
+  expect_corrupt(f.substr(0, f.size() - 1), "outside the data section");  // a data byte short
+  expect_corrupt(f.substr(0, 8 + h.size() / 2), "truncated");     // cut inside the header
+  expect_corrupt(f.substr(0, 9), "truncated");                     // only the '{' left
+  expect_corrupt(f.substr(0, 8), "truncated");                     // only the length left
+  expect_corrupt(with_header_edit(f, "\"format_version\": \"1\"", "\"format_version\": \"2\""),
+                 "format_version");
+  expect_corrupt(with_header_edit(f, "\"dtype\": \"F32\", \"shape\": [2, 4, 3]", "\"dtype\": \"F16\", \"shape\": [2, 4, 3]"),
+                 "expected dtype F32 or F64");
+  expect_corrupt(join(h.substr(0, h.size() - 2) + "x}", d), "header");  // bad JSON at the end
 }
 
 TEST(ModelIO, RejectsEveryTruncation) {

@@ -1,8 +1,8 @@
 """Shared oracles and tolerances for the Python tests.
 
-The oracle for the C0 layer is a float64 NumPy re-statement of the math in
-shared/reference.md §1 (``reference_*`` below); the published kanditioned package is the second
-oracle (see test_parity_kanditioned.py).
+The oracle for the C0 layer is a float64 NumPy re-statement of the math in docs/layer_math.md,
+"The C0 layer" (``reference_*`` below); the published kanditioned package is the second oracle
+(see test_parity_kanditioned.py).
 """
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
-"""kancore.KANLinear / kancore.KAN (efficient-kan's B-spline layer, shared/reference.md §2) against
-an independent float64 NumPy oracle written from the textbook Cox-de Boor recursion.
+"""kancore.KANLinear / kancore.KAN (efficient-kan's B-spline layer, docs/layer_math.md,
+"The B-spline layer") against an independent float64 NumPy oracle written from the textbook
+Cox-de Boor recursion.
 
 The oracle (``oracle_*`` below) evaluates the order-0 indicators t_j <= x < t_{j+1} on all G+2k
 intervals of each feature's knots, then k levels of

@@ -1,5 +1,5 @@
 """kancore.KAN's extensions: kind="c0" and layernorm, against the network forward of
-the format in cpp/include/kancore/model_io.hpp re-stated in float64 NumPy, plus the efficient-kan compatible surface."""
+docs/model_format.md re-stated in float64 NumPy, plus the efficient-kan compatible surface."""
 import numpy as np
 import pytest
 

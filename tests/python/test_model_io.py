@@ -1,4 +1,4 @@
-"""kancore.save / kancore.load: the safetensors model file of the format in cpp/include/kancore/model_io.hpp.
+"""kancore.save / kancore.load: the safetensors model file of format of docs/model_format.md.
 
 Oracles: the PyPI ``safetensors`` package (an independent parser and writer of the container),
 the spec's tensor names and config written out by hand here, and bitwise-equal predictions after

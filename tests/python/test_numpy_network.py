@@ -29,7 +29,7 @@ def _basis(t, k, x):
 
 
 def reference_forward(net, X):
-    """the format in cpp/include/kancore/model_io.hpp's forward, in float64, from the network's own tensors."""
+    """docs/model_format.md's forward, in float64, from the network's own tensors."""
     c = net.config
     P = {k: v.astype(np.float64) for k, v in net.parameters().items()}
     h = np.asarray(X, dtype=np.float64)
@@ -288,6 +288,52 @@ def test_failed_grid_update_leaves_the_network_unchanged():
 def test_loading_a_directory_is_a_clear_error(tmp_path):
     with pytest.raises((RuntimeError, ValueError), match="not a regular file"):
         NumpyKAN.load(tmp_path)
+
+
+def test_loading_a_missing_file_raises_file_not_found(tmp_path):
+    path = tmp_path / "no_such_model.safetensors"
+    with pytest.raises(FileNotFoundError) as info:
+        NumpyKAN.load(path)
+    assert info.value.filename == str(path)
+    assert info.value.errno == 2  # ENOENT, as open() reports it
+    assert "no such model file" in str(info.value)
+
+
+def _pickle_like_bytes():
+    """What torch.save writes for a legacy (non-zip) pickle: protocol-2 opcodes up front."""
+    import pickle
+
+    return pickle.dumps({"state_dict": {"w": [0.5] * 64}, "protocol_version": 1001}, protocol=2)
+
+
+@pytest.mark.parametrize("kind", ["pickle", "random", "text", "other_safetensors"])
+def test_loading_a_foreign_file_says_it_is_not_a_kancore_model(tmp_path, kind):
+    if kind == "pickle":
+        data = _pickle_like_bytes()
+    elif kind == "random":
+        data = np.random.default_rng(0).integers(0, 256, size=4096, dtype=np.uint8).tobytes()
+    elif kind == "text":
+        data = b"x,y\n0.1,0.2\n0.3,0.4\n"
+    else:  # a valid safetensors file without kancore's metadata
+        header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+        header += b" " * (-len(header) % 8)
+        data = len(header).to_bytes(8, "little") + header + np.zeros(2, np.float32).tobytes()
+    path = tmp_path / f"{kind}.bin"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=r"not a kancore model file \(.+\)") as info:
+        NumpyKAN.load(path)
+    assert str(info.value).startswith(f"{path}: not a kancore model file (")
+
+
+def test_a_corrupt_kancore_file_keeps_its_precise_message(tmp_path):
+    net = NumpyKAN([2, 1], kind="c0", dtype="float32", seed=0)
+    path = tmp_path / "model.safetensors"
+    net.save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-4])  # one float short: a kancore file, truncated
+    with pytest.raises(ValueError, match="model file") as info:
+        NumpyKAN.load(path)
+    assert "not a kancore model file" not in str(info.value)
 
 
 def test_empty_validation_set_is_rejected():

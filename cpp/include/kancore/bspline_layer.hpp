@@ -1,4 +1,5 @@
-// The B-spline KAN layer (efficient-kan's KANLinear), its grid adaptation, on plain buffers.
+// The B-spline KAN layer (efficient-kan's KANLinear), its grid adaptation, on plain buffers
+// (the math: docs/layer_math.md, "The B-spline layer" and "Grid updates").
 //
 //   y[b, o] = sum_i base_weight[o, i] * silu(x[b, i])
 //           + sum_i spline_scaler[o, i] * sum_c B_c(x[b, i]; knots[i]) * spline_weight[o, i, c]

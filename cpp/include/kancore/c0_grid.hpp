@@ -1,5 +1,5 @@
-// Grid adaptation for the C0 layer (reference.md §4): fit each feature's spline domain to the
-// data and change the number of control points, keeping the layer's function.
+// Grid adaptation for the C0 layer (docs/layer_math.md, "Grid updates"): fit each feature's
+// spline domain to the data and change the number of control points, keeping the layer's function.
 //
 // The kernels see x' = x * scale[i] + offset[i] (the "input affine"; absent = identity), so a
 // feature's K control points sit uniformly on the raw-x interval that maps to [-W/2, W/2].

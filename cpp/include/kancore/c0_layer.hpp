@@ -1,5 +1,5 @@
 // The C0 KAN layer (kanditioned's KANLayer): a piecewise-linear spline per edge on K uniform
-// control points over [-W/2, W/2], linearly extended outside. See shared/reference.md §1.
+// control points over [-W/2, W/2], linearly extended outside. See docs/layer_math.md, "The C0 layer".
 //
 //   u = ((x + W/2) * (K-1)) / W        (this op order, in the element type)
 //   k = clamp(floor(u), 0, K-2),  t = u - k  (t is not clamped: the end segments extend)

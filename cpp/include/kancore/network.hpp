@@ -1,7 +1,7 @@
 // kancore::Network: a stack of KAN layers (C0 or B-spline) with optional LayerNorm between them,
 // owning its parameters, for C++ and NumPy users (the torch front end builds its own modules).
 //
-// Forward (the shared model format, spec/model_format.md, copied into model_io.hpp):
+// Forward (the shared model format, docs/model_format.md, "Forward"):
 //   h = x (batch, in_0); for each layer j:
 //     c0:      h' = h * input_scale + input_offset (when fitted_domain), y = C0 layer(h')
 //     bspline: y = silu(h) @ base_weight^T + B(h) . (spline_weight * spline_scaler[..., None])

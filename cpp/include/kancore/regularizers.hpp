@@ -1,4 +1,5 @@
-// Regularisation losses of KAN layers, with their gradients, computed in float64 on the CPU.
+// Regularisation losses of KAN layers, with their gradients, computed in float64 on the CPU
+// (the math: docs/layer_math.md, "Regularisers").
 #pragma once
 
 #include <cstdint>

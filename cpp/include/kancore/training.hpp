@@ -93,21 +93,28 @@ struct FitOptions {
   bool restore_best = true;
   // Penalty added to every mini-batch loss: reg_weight * Network::regularization (C0:
   // second-difference smoothness of the table; B-spline: efficient-kan's coefficient L1 +
-  // entropy of spline_weight, both with weight 1).
+  // entropy of spline_weight, both with weight 1; docs/layer_math.md, "Regularisers").
   double reg_weight = 0.0;
   // Grid updates before epochs 0, every, 2*every, ... that are < until (every = 0: never), on
-  // the first grid_samples rows of that epoch's shuffled training set (Network::update_grids).
+  // the first grid_update_samples rows of that epoch's shuffled training set
+  // (Network::update_grids; docs/layer_math.md, "Grid updates").
   std::int64_t grid_update_every = 0;
   std::int64_t grid_update_until = 0;
-  std::int64_t grid_samples = 1024;
+  std::int64_t grid_update_samples = 1024;
   GridUpdateSettings grid{};
   // Called after every epoch; return false to stop training.
   std::function<bool(const EpochLog&)> callback;
 };
 
+// What fit did. The per-epoch vectors (train_loss, reg, lr; val_loss with validation) have one
+// entry per epoch run, the diverged epoch included.
 struct FitHistory {
   std::vector<double> train_loss;  // per epoch
   std::vector<double> val_loss;    // per epoch (empty without validation)
+  std::vector<double> reg;         // per epoch: the weighted penalty after it (EpochLog::penalty)
+  std::vector<double> lr;          // per epoch: the learning rate in effect ("other" group's)
+  std::vector<std::int64_t> grid_update_epochs;  // 0-based epochs before which grids were updated
+  std::int64_t steps_per_epoch = 0;  // optimizer steps per epoch: ceil(training rows / batch_size)
   std::int64_t best_epoch = -1;
   double best_loss = 0;            // the monitored loss at best_epoch
   std::string stop_reason;         // "epochs", "early_stopping", "callback" or "diverged"

@@ -35,7 +35,8 @@ template <> struct dtype_of<double> { static constexpr DType value = DType::floa
 std::string to_string(DType dtype);
 std::string to_string(DeviceType device);
 
-// True when this build of kancore contains the CUDA backend.
+// True when the linked kancore library contains the CUDA backend (kancore::kancore_cuda), false
+// for the CPU-only kancore::kancore.
 bool built_with_cuda() noexcept;
 
 }  // namespace kancore
