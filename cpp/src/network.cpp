@@ -161,7 +161,9 @@ class Engine final : public Network::Impl {
         s.b = add(p + "input_scale", {I}, ParamGroup::buffer);
         s.c = add(p + "input_offset", {I}, ParamGroup::buffer);
         std::fill(t[s.b].value.begin(), t[s.b].value.end(), T(1));
-        // kanditioned random_normal: straight lines with unit-norm columns over inputs.
+        // kanditioned's random_normal directions (unit-norm columns over inputs), as lines of
+        // slope 1 in input units (kanditioned's rise one per control point, (K-1)/W: a stack of
+        // such layers starts far too steep; see KAN(init_scale=...) and benchmarks/c0_defaults.py).
         std::vector<double> sc(static_cast<std::size_t>(I * O));
         for (auto& v : sc) v = rng.normal();
         for (std::int64_t o = 0; o < O; ++o) {
@@ -174,7 +176,8 @@ class Engine final : public Network::Impl {
         for (std::int64_t i = 0; i < I; ++i)
           for (std::int64_t k = 0; k < K; ++k)
             for (std::int64_t o = 0; o < O; ++o)
-              C[(i * K + k) * O + o] = static_cast<T>((static_cast<double>(k) - (K - 1) / 2.0) * sc[i * O + o]);
+              C[(i * K + k) * O + o] = static_cast<T>(
+                  (static_cast<double>(k) - (K - 1) / 2.0) * (l.spline_width / (K - 1)) * sc[i * O + o]);
       } else {
         const std::int64_t G = l.grid_size, k = l.spline_order, nk = G + 2 * k + 1;
         s.a = add(p + "grid", {I, nk}, ParamGroup::buffer);

@@ -16,7 +16,19 @@ from .network import KAN, KANLayerType
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalars in the model's parameters (buffers such as B-spline grids excluded)."""
+    """Number of scalars in the model's parameters (buffers such as B-spline grids excluded).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module.
+    trainable_only : bool
+        Count only parameters with ``requires_grad``.
+
+    Returns
+    -------
+    int
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -25,7 +37,23 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
     gradients, optimizer state (Adam/AdamW: two moments per parameter; ``"sgd"``: none) and the
     activations kept for backward. kancore's KAN kernels keep only each layer's input (nothing
     of shape (batch, in, K) or (batch, in, out)), so a KAN layer costs batch * (in + out) values;
-    other modules are counted by their output size. An estimate, not a measurement."""
+    other modules are counted by their output size. An estimate, not a measurement.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module; KAN layers, ``nn.Linear`` and ``nn.LayerNorm`` are counted precisely.
+    batch_size : int
+        Rows per training batch.
+    optimizer : {"adam", "adamw", "sgd"}
+        Decides the optimizer state.
+
+    Returns
+    -------
+    dict
+        Bytes per item: ``parameters``, ``buffers``, ``gradients``, ``optimizer_state``,
+        ``activations`` and ``total``.
+    """
     if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if optimizer not in ("adam", "adamw", "sgd"):

@@ -529,8 +529,20 @@ class KANLayer(nn.Module):
         ``+ (lamb_coef * sum|C| + lamb_coefdiff * sum|diff_k C|) / out_features`` on the control
         points C (pykan's normalisation). Needs at least 2 samples; NaN/±inf in x gives a NaN
         loss. CPU only. After ``update_grid`` the layer sees ``x * input_scale + input_offset``,
-        and A is measured on that mapped input.
-        See the README ("Edge-scale regulariser") for the exact formula.
+        and A is measured on that mapped input. The exact formula: docs/layer_math.md
+        ("Edge-scale regulariser").
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            The layer's input ``(..., in_features)``, at least 2 samples.
+        lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff : float
+            pykan's weights of the L1, entropy, coefficient and coefficient-difference terms.
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar loss, differentiable.
         """
         loss, _ = self._edge_scale(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
         return loss

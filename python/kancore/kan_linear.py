@@ -180,6 +180,8 @@ class KANLinear(nn.Module):
 
     @property
     def scaled_spline_weight(self) -> torch.Tensor:
+        """``spline_weight * spline_scaler[..., None]`` ``(out, in, G+k)``: the coefficients the
+        forward uses."""
         if self.enable_standalone_scale_spline:
             return self.spline_weight * self.spline_scaler.unsqueeze(-1)
         return self.spline_weight
@@ -286,8 +288,20 @@ class KANLinear(nn.Module):
     # -- regularisation ----------------------------------------------------------------------
 
     def regularization_loss(self, regularize_activation: float = 1.0, regularize_entropy: float = 1.0) -> torch.Tensor:
-        """efficient-kan's penalty: activation * sum(l1) + entropy * H(l1 / sum(l1)), with l1 the
-        mean |spline_weight| per edge. Finite (and with finite gradients) when entries are 0."""
+        """efficient-kan's penalty ``activation * sum(l1) + entropy * H(l1 / sum(l1))``, with l1
+        the mean ``|spline_weight|`` per edge. Finite (and with finite gradients) when entries
+        are 0.
+
+        Parameters
+        ----------
+        regularize_activation, regularize_entropy : float
+            Weights of the L1 term and of the entropy term.
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar penalty, differentiable.
+        """
         value, _ = _ops_bs.coefficient_l1_entropy(self.spline_weight, float(regularize_activation),
                                                   float(regularize_entropy))
         return value
@@ -396,7 +410,20 @@ class KANLinear(nn.Module):
         (row + column entropies of A) + (lamb_coef * sum|spline_weight| + lamb_coefdiff *
         sum|diff spline_weight|) / out_features`` (pykan's normalisation). Needs at least 2 samples
         and the SiLU base activation;
-        NaN/±inf in x gives a NaN loss. CPU only. See the README ("Edge-scale regulariser").
+        NaN/±inf in x gives a NaN loss. CPU only. The exact formula: docs/layer_math.md
+        ("Edge-scale regulariser").
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            The layer's input ``(..., in_features)``, at least 2 samples.
+        lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff : float
+            pykan's weights of the L1, entropy, coefficient and coefficient-difference terms.
+
+        Returns
+        -------
+        torch.Tensor
+            The scalar loss, differentiable.
         """
         loss, _ = self._edge_scale(x, lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
         return loss

@@ -82,10 +82,21 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def save(model: nn.Module, path: PathLike, metadata: Optional[Dict[str, str]] = None) -> None:
-    """Write ``model`` (a ``KAN``, a single ``KANLayer``/``KANLinear``, or an ``nn.Sequential`` of
-    them) to ``path`` as a kancore model file. The write is atomic: a temporary file in the same
-    directory, renamed over ``path`` once complete. ``metadata`` adds string entries to the
-    safetensors ``__metadata__`` (not the reserved format/format_version/config)."""
+    """Write ``model`` to ``path`` as a kancore model file (docs/model_format.md).
+
+    The write is atomic: a temporary file in the same directory, renamed over ``path`` once
+    complete.
+
+    Parameters
+    ----------
+    model : KAN, KANLayer, KANLinear or nn.Sequential of them
+        A single layer or a Sequential loads back as a ``KAN``.
+    path : str or path
+        The file to write.
+    metadata : dict of str to str, optional
+        Extra entries of the safetensors ``__metadata__`` (not the reserved ``format``,
+        ``format_version`` and ``config``).
+    """
     layers, norms = _layers_of(model)
     configs, tensors = [], {}
     for j, layer in enumerate(layers):

@@ -258,8 +258,21 @@ class KAN(nn.Module):
             return [layer.edge_scales(h) for layer, h in zip(self.layers, inputs)]
 
     def visualize_all_mappings(self, save_path: Optional[str] = None, *, layer: int = 0, **options: Any) -> Any:
-        """Layer ``layer``'s ``visualize_all_mappings`` figure (see ``KANLayer``/``KANLinear``);
-        ``options`` go to that method. Returns the matplotlib Figure."""
+        """Layer ``layer``'s ``visualize_all_mappings`` figure.
+
+        Parameters
+        ----------
+        save_path : str or path, optional
+            When truthy, the figure is also saved there.
+        layer : int
+            Which layer (negative indices count from the end).
+        **options
+            Passed to the layer's ``visualize_all_mappings`` (``x_axis``, ``max_edges``...).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
         if not isinstance(layer, int) or not -len(self.layers) <= layer < len(self.layers):
             raise ValueError(f"layer must be an index into the {len(self.layers)} layers, got {layer!r}")
         return self.layers[layer].visualize_all_mappings(save_path=save_path, **options)

@@ -62,21 +62,43 @@ def _history(raw: Dict[str, Any]) -> Dict[str, Any]:
 
 
 class NumpyKAN:
-    """A stack of KAN layers, ``widths[j] -> widths[j+1]``.
+    """A stack of KAN layers, ``widths[j] -> widths[j+1]``, trained and run by the C++ core.
 
-    kind: "bspline" (efficient-kan's KANLinear: grid_size, spline_order, grid_range) or "c0"
-    (kanditioned's KANLayer: num_control_points, spline_width), or a list with one kind per layer.
-    layernorm: LayerNorm (learnable weight and bias, eps ``layernorm_eps``) between layers.
-    dtype: "float32" or "float64" for every parameter and computation.
-    seed: initialisation seed (kanditioned's random_normal for C0 layers; efficient-kan's
-    defaults for B-spline layers, with the spline scaler starting at 1).
+    Parameters
+    ----------
+    widths : sequence of int
+        The widths, input first (each an int >= 1).
+    kind : {"bspline", "c0"} or sequence of them
+        ``"bspline"``: efficient-kan's ``KANLinear`` (``grid_size``, ``spline_order``,
+        ``grid_range``); ``"c0"``: kanditioned's ``KANLayer`` (``num_control_points``,
+        ``spline_width``); or one kind per layer.
+    dtype : {"float32", "float64"}
+        The dtype of every parameter and computation.
+    layernorm : bool
+        LayerNorm (learnable weight and bias, eps ``layernorm_eps``) between layers.
+    layernorm_eps : float
+        LayerNorm's epsilon.
+    num_control_points, spline_width
+        C0 layers' K (int >= 2) and W.
+    grid_size, spline_order, grid_range
+        B-spline layers' G, k and initial grid range.
+    seed : int
+        Initialisation seed: C0 layers start as lines of slope 1 in random unit-norm directions
+        (as ``kancore.KAN(kind="c0")``); B-spline layers take efficient-kan's defaults, with the
+        spline scaler at 1.
+
+    Examples
+    --------
+    >>> import numpy as np, kancore
+    >>> kancore.NumpyKAN([2, 3, 1]).predict(np.zeros((4, 2))).shape
+    (4, 1)
     """
 
     def __init__(self, widths: Sequence[int], kind: Union[str, Sequence[str]] = "bspline", *,
                  dtype: str = "float32", layernorm: bool = False, layernorm_eps: float = 1e-5,
                  num_control_points: int = 32, spline_width: float = 4.0, grid_size: int = 5,
                  spline_order: int = 3, grid_range: Sequence[float] = (-1.0, 1.0), seed: int = 0) -> None:
-        widths = [int(w) for w in widths]
+        widths = [_count("widths", w, 1) for w in widths]
         if len(widths) < 2:
             raise ValueError(f"expected at least two widths (in, out), got {widths}")
         if dtype not in _DTYPES:
@@ -88,14 +110,16 @@ class NumpyKAN:
         for j, k in enumerate(kinds):
             layer = {"kind": k, "in_features": widths[j], "out_features": widths[j + 1]}
             if k == "c0":
-                layer.update(num_control_points=int(num_control_points), spline_width=float(spline_width))
+                layer.update(num_control_points=_count("num_control_points", num_control_points, 2),
+                             spline_width=float(spline_width))
             elif k == "bspline":
-                layer.update(grid_size=int(grid_size), spline_order=int(spline_order),
+                layer.update(grid_size=_count("grid_size", grid_size, 1),
+                             spline_order=_count("spline_order", spline_order, 1),
                              grid_range=[float(grid_range[0]), float(grid_range[1])])
             else:
                 raise ValueError(f"expected layer kind 'c0' or 'bspline', got {k!r}")
             layers.append(layer)
-        self._net = _core.Network(layers, dtype, bool(layernorm), float(layernorm_eps), int(seed))
+        self._net = _core.Network(layers, dtype, bool(layernorm), float(layernorm_eps), _count("seed", seed, 0))
 
     @classmethod
     def _wrap(cls, net: Any) -> "NumpyKAN":
@@ -111,18 +135,22 @@ class NumpyKAN:
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype of every parameter, input and output."""
         return np.dtype(_DTYPES[self.config["dtype"]])
 
     @property
     def in_features(self) -> int:
+        """The input width."""
         return self._net.in_features
 
     @property
     def out_features(self) -> int:
+        """The output width."""
         return self._net.out_features
 
     @property
     def num_parameters(self) -> int:
+        """The number of trained scalars (buffers excluded)."""
         return self._net.num_parameters
 
     def __repr__(self) -> str:
@@ -155,7 +183,15 @@ class NumpyKAN:
         return self._net.get_grad(name)
 
     def set_parameter(self, name: str, value: Any) -> None:
-        """Set a parameter or buffer from an array of its shape (converted to the network's dtype)."""
+        """Set a parameter or buffer.
+
+        Parameters
+        ----------
+        name : str
+            As in ``parameters()`` (the model file's names).
+        value : array-like
+            An array of the tensor's shape, converted to the network's dtype.
+        """
         try:
             shape = tuple(self._net.tensor_shape(name))
         except IndexError as exc:
@@ -165,7 +201,8 @@ class NumpyKAN:
             raise ValueError(f"expected shape {shape} for {name}, got {value.shape}")
         self._net.set_tensor(name, _address(value))
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Set every tensor from ``state`` (exactly the names of ``parameters()``)."""
         names = set(self.parameters())
         if set(state) != names:
             raise KeyError(f"expected tensors {sorted(names)}, got {sorted(state)}")
@@ -192,8 +229,20 @@ class NumpyKAN:
     __call__ = predict
 
     def forward_backward(self, X: Any, grad_y: Any) -> np.ndarray:
-        """Keeps the activations of X, then back-propagates grad_y: returns d/dX and fills
-        every parameter's gradient (see ``gradient``)."""
+        """Forward ``X`` keeping the activations, then back-propagate ``grad_y``.
+
+        Parameters
+        ----------
+        X : array-like
+            Inputs ``(n, in_features)``.
+        grad_y : array-like
+            The loss's gradient with respect to the output, ``(n, out_features)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The gradient with respect to ``X``; every parameter's gradient is kept (``gradient``).
+        """
         flat = self._inputs(X)
         n = flat.shape[0]
         y = np.empty((n, self.out_features), dtype=self.dtype)
@@ -341,8 +390,10 @@ class NumpyKAN:
         return cls._wrap(_core.Network.load(os.fspath(path)))
 
     def to_bytes(self) -> bytes:
+        """The model file's bytes (what ``save`` writes)."""
         return self._net.serialize()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "NumpyKAN":
+        """A network from a model file's bytes (validated as ``load`` validates a file)."""
         return cls._wrap(_core.Network.deserialize(bytes(data)))

@@ -381,7 +381,17 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> float:
-        """The data loss (no penalty) on ``(X, y)``, in eval mode, as a float."""
+        """The data loss (no penalty) on ``(X, y)``, in eval mode.
+
+        Parameters
+        ----------
+        X, y : torch.Tensor
+            Inputs and targets, as prepared for ``fit`` (the model's dtype and device).
+
+        Returns
+        -------
+        float
+        """
         was_training = self.model.training
         self.model.eval()
         try:
@@ -590,10 +600,22 @@ def fit(model: nn.Module, X: Any, y: Any = None, *, steps: Optional[int] = None,
     """Train ``model`` in place and return the history.
 
     ``kancore.fit(model, X, y, steps=..., validation=(X_val, y_val), **options)`` is
-    ``Trainer(model, **options).fit(X, y, steps=..., validation=...)``: ``options`` are
-    ``Trainer``'s parameters (``lr``, ``lr_spline``, ``batch_size``, ``patience``,
-    ``grid_update_every``, ``reg_weight``, ``optimizer``, ``progress``...), and the data
-    arguments and the returned history are those of ``Trainer.fit``.
+    ``Trainer(model, **options).fit(X, y, steps=..., validation=...)``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Trained in place.
+    X, y, steps, epochs, validation, val_fraction, X_val, y_val
+        The data and the length of training, as in ``Trainer.fit``.
+    **options
+        ``Trainer``'s parameters: ``lr``, ``lr_spline``, ``batch_size``, ``patience``,
+        ``grid_update_every``, ``reg_weight``, ``optimizer``, ``progress``...
+
+    Returns
+    -------
+    dict
+        The history (``Trainer.fit``; the same keys as ``NumpyKAN.fit``'s).
 
     Examples
     --------
@@ -615,8 +637,29 @@ def create_dataset(f: Callable[[torch.Tensor], Any], n_var: int = 2,
                    dtype: torch.dtype = torch.float32) -> Dict[str, torch.Tensor]:
     """Sample inputs uniformly on ``ranges`` (one (lo, hi) for every variable, or one per variable)
     and label them with ``f`` (a function of an (n, n_var) tensor returning (n,) or (n, k)).
-    Returns pykan's dict: ``train_input`` (train_num, n_var), ``train_label`` (train_num, k),
-    ``test_input``, ``test_label``. The same seed gives the same data."""
+    The same seed gives the same data.
+
+    Parameters
+    ----------
+    f : callable
+        Maps an ``(n, n_var)`` tensor to ``(n,)`` or ``(n, k)`` labels.
+    n_var : int
+        Input variables.
+    ranges : (float, float) or sequence of them
+        One ``(lo, hi)`` for every variable, or one per variable.
+    train_num, test_num : int
+        Samples in each split.
+    seed : int
+        Seed of the sampling.
+    device, dtype
+        Where and in which dtype the tensors are returned.
+
+    Returns
+    -------
+    dict
+        pykan's dataset: ``train_input`` ``(train_num, n_var)``, ``train_label``
+        ``(train_num, k)``, ``test_input``, ``test_label``.
+    """
     n_var = _positive("n_var", n_var, integer=True)
     train_num = _positive("train_num", train_num, integer=True)
     test_num = _positive("test_num", test_num, integer=True)

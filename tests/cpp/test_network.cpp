@@ -75,16 +75,17 @@ TEST(Network, ForwardMatchesReferenceFloat32) {
 TEST(Network, InitialisationFollowsThePeers) {
   NetworkConfig c;
   c.dtype = DType::float64;
-  c.layers = {LayerConfig::c0(3, 2, 5, 4.0), LayerConfig::bspline(2, 2, 5, 3)};
+  c.layers = {LayerConfig::c0(3, 2, 5, 3.0), LayerConfig::bspline(2, 2, 5, 3)};
   Network net(c, 42);
-  // C0: C[i,k,o] = (k - (K-1)/2) s[i,o] with unit-norm columns of s over the inputs.
+  // C0: lines of slope 1 in input units, C[i,k,o] = p_k s[i,o] at the control points
+  // p_k = -W/2 + k W/(K-1), with unit-norm columns of s over the inputs.
   const auto C = netref::as_f64(net.tensor("layers.0.kan_weight"));
   for (int o = 0; o < 2; ++o) {
     double norm = 0;
     for (int i = 0; i < 3; ++i) {
-      const double s = C[(i * 5 + 4) * 2 + o] / 2.0;
+      const double s = C[(i * 5 + 4) * 2 + o] / 1.5;  // p_4 = W/2 = 1.5
       norm += s * s;
-      for (int k = 0; k < 5; ++k) EXPECT_NEAR(C[(i * 5 + k) * 2 + o], (k - 2.0) * s, 1e-15);
+      for (int k = 0; k < 5; ++k) EXPECT_NEAR(C[(i * 5 + k) * 2 + o], (-1.5 + 0.75 * k) * s, 1e-15);
     }
     EXPECT_NEAR(norm, 1.0, 1e-12);
   }

@@ -365,3 +365,17 @@ def test_two_threads_on_one_network_do_not_crash():
         assert np.isfinite(net.predict(X)).all()
     t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("kw", [dict(widths=[2, 2.7, 1]), dict(num_control_points=2.9, kind="c0"),
+                                dict(grid_size=5.5), dict(spline_order=True), dict(seed=1.5), dict(seed=-1)])
+def test_non_integer_sizes_are_rejected_not_truncated(kw):
+    widths = kw.pop("widths", [2, 3, 1])
+    with pytest.raises(ValueError, match="must be an int"):
+        NumpyKAN(widths, **kw)
+
+
+def test_fit_rejects_non_integer_epochs():
+    X = np.zeros((8, 2))
+    with pytest.raises(ValueError, match="epochs must be an int"):
+        NumpyKAN([2, 1]).fit(X, X[:, 0], epochs=1.5)

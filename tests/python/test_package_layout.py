@@ -118,3 +118,43 @@ def test_plotting_is_not_imported_until_a_figure_is_drawn():
 def test_typed_marker_ships():
     assert (PACKAGE / "py.typed").is_file()
     assert importlib.util.find_spec("kancore") is not None
+
+
+def _public_callables():
+    import inspect
+
+    for name in kancore.__all__:
+        obj = getattr(kancore, name)
+        if isinstance(obj, str):
+            continue
+        if inspect.ismodule(obj):
+            yield from ((f"{name}.{m}", getattr(obj, m)) for m in obj.__all__)
+            continue
+        yield name, obj
+        if inspect.isclass(obj) and not issubclass(obj, tuple):
+            for m, v in vars(obj).items():
+                if not m.startswith("_") and (callable(v) or isinstance(v, (property, classmethod))):
+                    yield f"{name}.{m}", (v.fget if isinstance(v, property) else getattr(obj, m))
+
+
+def test_every_public_name_has_a_numpydoc_docstring():
+    # A summary for everything; a "Parameters" section where there are two or more parameters.
+    import inspect
+
+    pytest.importorskip("torch")
+    missing, unsectioned = [], []
+    for qual, obj in _public_callables():
+        doc = inspect.getdoc(obj)
+        if not doc:
+            missing.append(qual)
+            continue
+        if isinstance(obj, type) and issubclass(obj, tuple):
+            continue  # NamedTuples document their fields
+        try:
+            params = [p for p in inspect.signature(obj).parameters if p not in ("self", "cls")]
+        except (TypeError, ValueError):
+            continue
+        if len(params) >= 2 and "Parameters\n----------" not in doc:
+            unsectioned.append(qual)
+    assert not missing, f"no docstring: {missing}"
+    assert not unsectioned, f"no Parameters section: {unsectioned}"

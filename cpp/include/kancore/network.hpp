@@ -90,8 +90,10 @@ struct GridUpdateSettings {
 class Network {
  public:
   // Initialisation (seeded, reproducible across platforms: own RNG, no std distributions):
-  //   C0:      kanditioned's random_normal: s = N(0,1) (in, out), each column scaled to unit L2
-  //            norm over in; C[i,k,o] = (k - (K-1)/2) * s[i,o]. Not fitted (no input affine).
+  //   C0:      kanditioned's random_normal directions: s = N(0,1) (in, out), each column scaled
+  //            to unit L2 norm over in, as lines of slope 1 in input units:
+  //            C[i,k,o] = (k - (K-1)/2) * W/(K-1) * s[i,o], i.e. edge(x) = s[i,o] x on the span
+  //            (Python's KAN(kind="c0") default, init_scale="unit"). Not fitted (no input affine).
   //   B-spline: efficient-kan's defaults: base_weight ~ U(-1/sqrt(in), 1/sqrt(in)) (its
   //            kaiming_uniform with a = sqrt(5)); spline_weight ~ U(-0.5, 0.5) * scale_noise / G
   //            (small noise directly on the coefficients, not efficient-kan's curve fit of
