@@ -99,6 +99,15 @@ def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "
 # torch (optional, loaded on first use so `import kancore` stays light for NumPy users)
 
 
+def _same_device(*tensors) -> None:
+    """Raise unless every given tensor (None skipped) is on one device. Used by the fake kernels
+    too: a meta tensor dispatches to them, and mixing it with real parameters must be an error,
+    not outputs (and gradients) of uninitialised memory."""
+    devices = {t.device for t in tensors if t is not None}
+    if len(devices) > 1:
+        raise ValueError(f"expected every operand on one device, got {sorted(map(str, devices))}")
+
+
 def _torch_device_args(t) -> Tuple[str, int, int]:
     """(device type, index, stream address) of a torch tensor (or torch.device) for the core: on
     CUDA the current stream of its device, so kernels queue behind the caller's work."""
@@ -175,6 +184,7 @@ def torch_ops() -> SimpleNamespace:
 
     @c0_forward.register_fake
     def _(x, table, spline_width, impl, deterministic=False):
+        _same_device(x, table)
         return x.new_empty((x.shape[0], table.shape[2]))
 
     @torch.library.custom_op("kancore::c0_backward", mutates_args=())
@@ -204,6 +214,7 @@ def torch_ops() -> SimpleNamespace:
 
     @c0_backward.register_fake
     def _(grad_y, x, table, spline_width, impl, need_input, need_table, deterministic=False):
+        _same_device(grad_y, x, table)
         grad_x = torch.empty_like(x) if need_input else x.new_empty(0)
         grad_table = torch.empty_like(table) if need_table else table.new_empty(0)
         return grad_x, grad_table
@@ -456,6 +467,7 @@ def torch_bspline_ops() -> SimpleNamespace:
 
     @bspline_forward.register_fake
     def _(x, grid, base_weight, spline_weight, spline_scaler):
+        _same_device(x, grid, base_weight, spline_weight, spline_scaler)
         return x.new_empty((x.shape[0], spline_weight.shape[0]))
 
     @torch.library.custom_op("kancore::bspline_backward", mutates_args=())
@@ -482,6 +494,7 @@ def torch_bspline_ops() -> SimpleNamespace:
 
     @bspline_backward.register_fake
     def _(grad_y, x, grid, base_weight, spline_weight, spline_scaler, needs):
+        _same_device(grad_y, x, grid, base_weight, spline_weight, spline_scaler)
         refs = (x, base_weight, spline_weight, spline_scaler)
         return [torch.empty_like(r) if (need and r is not None) else x.new_empty(0)
                 for need, r in zip(needs, refs)]
@@ -709,6 +722,7 @@ def torch_edge_scale_ops() -> SimpleNamespace:
 
     @edge_scale_c0.register_fake
     def _(x, table, spline_width, lambdas, needs):
+        _same_device(x, table)
         O, I = table.shape[2], x.shape[1]
         return [x.new_empty(()), x.new_empty((O, I)),
                 torch.empty_like(x) if needs[0] else x.new_empty(0),
@@ -747,6 +761,7 @@ def torch_edge_scale_ops() -> SimpleNamespace:
 
     @edge_scale_bspline.register_fake
     def _(x, grid, base_weight, spline_weight, spline_scaler, lambdas, needs):
+        _same_device(x, grid, base_weight, spline_weight, spline_scaler)
         refs = (x, base_weight, spline_weight, spline_scaler)
         return [x.new_empty(()), x.new_empty((spline_weight.shape[0], x.shape[1]))] + [
             torch.empty_like(r) if (need and r is not None) else x.new_empty(0) for need, r in zip(needs, refs)]

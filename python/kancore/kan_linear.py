@@ -61,6 +61,10 @@ def uniform_grid(in_features: int, grid_size: int, spline_order: int, grid_range
         raise ValueError(f"grid_range must be two finite numbers lo < hi, got {tuple(grid_range)}")
     h = (hi - lo) / grid_size
     steps = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float64) * h + lo
+    top = torch.finfo(dtype if dtype is not None else torch.get_default_dtype()).max
+    if not bool(torch.isfinite(steps).all()) or float(steps.abs().max()) > top:
+        raise ValueError(f"grid_range {tuple(grid_range)} is too wide: its extended knots overflow "
+                         f"(the largest would be {float(steps.abs().max()):.3g})")
     return steps.expand(in_features, -1).contiguous().to(dtype=dtype, device=device)
 
 
@@ -209,6 +213,8 @@ class KANLinear(nn.Module):
             raise TypeError(f"expected x of dtype {self.spline_weight.dtype} (the layer's dtype), got {x.dtype}")
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        if x.device != self.spline_weight.device:
+            raise ValueError(f"expected x on {self.spline_weight.device} (the layer's device), got {x.device}")
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         scaler = self.spline_scaler if self.enable_standalone_scale_spline else None

@@ -122,14 +122,22 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[Dict[str, str]] = 
     dtype_name = "float32" if next(iter(dtypes)) == torch.float32 else "float64"
     config = {"dtype": dtype_name, "layernorm": norms is not None, "layernorm_eps": eps, "layers": configs}
 
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config)}
+    try:  # bare NaN/Infinity are not JSON: the C++ reader would refuse the file
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config, allow_nan=False)}
+    except ValueError:
+        raise ValueError(f"cannot save: the layer settings hold a non-finite number ({configs})") from None
     for key, value in (metadata or {}).items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise ValueError(f"metadata must map str to str, got {key!r}: {type(value).__name__}")
         if key in _RESERVED_METADATA:
             raise ValueError(f"metadata key {key!r} is reserved")
         meta[key] = value
-    write_safetensors(path, {k: v.detach().cpu().numpy() for k, v in tensors.items()}, meta)
+    arrays = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
+    try:  # never write (and replace a good file with) one the loaders reject
+        validate(arrays, meta)
+    except ValueError as exc:
+        raise ValueError(f"cannot save {os.fspath(path)!r}: the model would not load back: {exc}") from None
+    write_safetensors(path, arrays, meta)
 
 
 def write_safetensors(path: PathLike, arrays: Dict[str, np.ndarray], metadata: Dict[str, str]) -> None:
@@ -157,7 +165,14 @@ def write_safetensors(path: PathLike, arrays: Dict[str, np.ndarray], metadata: D
         raise ValueError(f"the header would take {len(text)} bytes, more than the {MAX_HEADER_BYTES} "
                          "a loader accepts (metadata too large)")
     path = os.fspath(path)
+    if "\0" in path:
+        raise ValueError(f"the path contains a NUL character: {path!r}")
     directory = os.path.dirname(os.path.abspath(path))
+    try:  # a file being replaced keeps its permissions (a 0600 checkpoint stays 0600)
+        st = os.stat(path)
+        keep_mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+    except FileNotFoundError:
+        keep_mode = None
     # A fresh name in the same directory, created with the mode open() would give (0666 & ~umask).
     while True:
         tmp = os.path.join(directory, f".kancore-{os.urandom(6).hex()}.tmp")
@@ -168,6 +183,8 @@ def write_safetensors(path: PathLike, arrays: Dict[str, np.ndarray], metadata: D
             continue
     try:
         with os.fdopen(fd, "wb") as f:
+            if keep_mode is not None:
+                os.fchmod(f.fileno(), keep_mode)
             f.write(len(text).to_bytes(8, "little"))
             f.write(text)
             for raw in blobs:
@@ -362,6 +379,26 @@ def _grid_range(L: dict):
     return tuple(gr) if ok else (-1.0, 1.0)
 
 
+def validate(arrays: Dict[str, np.ndarray], metadata: Dict[str, str]) -> dict:
+    """Check a model file's content (the loader's rules, docs/model_format.md) and return its
+    config; ValueError on the first problem. ``save`` runs it before writing, so a file it writes
+    is one the loaders read."""
+    cfg = parse_config(metadata)
+    shapes = expected_tensors(cfg)
+    missing = sorted(set(shapes) - set(arrays))
+    extra = sorted(set(arrays) - set(shapes))
+    _need(not missing and not extra, f"tensor names do not match the config: missing {missing}, unexpected {extra}")
+    for name, shape in shapes.items():
+        a = arrays[name]
+        _need(a.dtype == _DTYPES[cfg["dtype"]][1], f"tensor {name!r} is {a.dtype}, the config says {cfg['dtype']}")
+        _need(a.shape == shape, f"tensor {name!r} has shape {list(a.shape)}, the config implies {list(shape)}")
+        if name.endswith((".grid", ".input_scale", ".input_offset")):
+            _need(bool(np.isfinite(a).all()), f"tensor {name!r} must be finite")
+        if name.endswith(".grid"):
+            _need(bool((np.diff(a, axis=1) >= 0).all()), f"tensor {name!r}: knots must be non-decreasing")
+    return cfg
+
+
 def load(path: PathLike, device: Optional[Union[str, torch.device]] = None) -> KAN:
     """Read a kancore model file and return the ``KAN`` it describes.
 
@@ -387,22 +424,10 @@ def load(path: PathLike, device: Optional[Union[str, torch.device]] = None) -> K
     """
     arrays, metadata = read_safetensors(path)
     try:
-        cfg = parse_config(metadata)
-        shapes = expected_tensors(cfg)
-        code, _, tdtype = _DTYPES[cfg["dtype"]]
-        missing = sorted(set(shapes) - set(arrays))
-        extra = sorted(set(arrays) - set(shapes))
-        _need(not missing and not extra, f"tensor names do not match the config: missing {missing}, unexpected {extra}")
-        for name, shape in shapes.items():
-            a = arrays[name]
-            _need(a.dtype == _DTYPES[cfg["dtype"]][1], f"tensor {name!r} is {a.dtype}, the config says {cfg['dtype']}")
-            _need(a.shape == shape, f"tensor {name!r} has shape {list(a.shape)}, the config implies {list(shape)}")
-            if name.endswith((".grid", ".input_scale", ".input_offset")):
-                _need(bool(np.isfinite(a).all()), f"tensor {name!r} must be finite")
-            if name.endswith(".grid"):
-                _need(bool((np.diff(a, axis=1) >= 0).all()), f"tensor {name!r}: knots must be non-decreasing")
+        cfg = validate(arrays, metadata)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
+    tdtype = _DTYPES[cfg["dtype"]][2]
 
     layers = cfg["layers"]
     first = layers[0]

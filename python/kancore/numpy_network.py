@@ -39,6 +39,15 @@ def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0] if a.size else 0
 
 
+def _path(path: Any) -> str:
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        text = os.fsdecode(text)
+    if "\0" in text:  # the C++ side would silently use the part before it
+        raise ValueError(f"the path contains a NUL character: {text!r}")
+    return text
+
+
 def _count(name: str, value: Any, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
@@ -380,14 +389,14 @@ class NumpyKAN:
     # ---- files -----------------------------------------------------------------------------
     def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Write the model file atomically (safetensors, the format in docs/model_format.md)."""
-        self._net.save(os.fspath(path))
+        self._net.save(_path(path))
 
     @classmethod
     def load(cls, path: Union[str, "os.PathLike[str]"]) -> "NumpyKAN":
         """Read a model file (written by ``save``, ``kancore.save`` or C++ ``kancore::save``).
         A missing file raises FileNotFoundError; a foreign, corrupt or inconsistent one
         ValueError."""
-        return cls._wrap(_core.Network.load(os.fspath(path)))
+        return cls._wrap(_core.Network.load(_path(path)))
 
     def to_bytes(self) -> bytes:
         """The model file's bytes (what ``save`` writes)."""

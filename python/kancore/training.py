@@ -411,6 +411,12 @@ class Trainer:
             raise ValueError(f"X{what} has {X.shape[0]} rows but y{what} has shape {tuple(y.shape)}")
         if self.loss == "mse" and y.dim() == 1:
             y = y.unsqueeze(1)  # one regression target: (n,) -> (n, 1)
+        # One NaN in a batch would turn every parameter into NaN at the first step: refuse it,
+        # as NumpyKAN.fit does.
+        if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+            raise ValueError(f"X{what} contains NaN or ±inf; training needs finite inputs")
+        if y.is_floating_point() and not bool(torch.isfinite(y).all()):
+            raise ValueError(f"y{what} contains NaN or ±inf; training needs finite targets")
         return X, y
 
     # -- the loop ---------------------------------------------------------------------------

@@ -1,0 +1,138 @@
+"""Hostile inputs: each case must end in a clear exception or a documented result, never a crash,
+a hang, a silent wrong result or a lost file. Cases that could hang run in a subprocess with a
+timeout."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import kancore  # noqa: E402
+from kancore import KANLayer, KANLinear, NumpyKAN  # noqa: E402
+
+TIMEOUT = 60
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT)
+
+
+# -- devices ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer", [KANLinear(4, 3), KANLayer(4, 3)], ids=["bspline", "c0"])
+def test_meta_input_with_real_parameters_is_refused(layer):
+    x = torch.empty(5, 4, device="meta")
+    with pytest.raises(ValueError, match="device"):
+        layer(x)
+
+
+def test_ops_called_directly_with_mixed_devices_are_refused():
+    layer = KANLinear(4, 3)
+    KANLayer(1, 1)  # registers the C0 ops
+    x = torch.empty(5, 4, device="meta")
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.kancore.bspline_forward(x, layer.grid, layer.base_weight, layer.spline_weight,
+                                          layer.spline_scaler)
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.kancore.bspline_backward(torch.empty(5, 3, device="meta"), x, layer.grid, layer.base_weight,
+                                           layer.spline_weight, layer.spline_scaler, [True, True, True, True])
+    with pytest.raises(ValueError, match="one device"):
+        torch.ops.kancore.c0_forward(x, torch.zeros(4, 5, 3), 4.0, "embedding_bag")
+
+
+# -- hangs and unbounded work ---------------------------------------------------------------------
+
+def test_loading_a_fifo_or_dev_zero_returns_at_once(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        run = _run(f"import kancore\ntry:\n    kancore.load({str(path)!r})\nexcept ValueError as e:\n    print(e)")
+        assert run.returncode == 0 and "not a regular file" in run.stdout, run.stderr
+
+
+def test_absurd_mlp_target_is_refused_at_once():
+    run = _run("import kancore\ntry:\n    kancore.mlp_with_same_parameters([3, 4, 2], 10**15)\n"
+               "except ValueError as e:\n    print('ValueError', e)")
+    assert run.returncode == 0 and run.stdout.startswith("ValueError"), run.stderr
+
+
+# -- silent wrong results -------------------------------------------------------------------------
+
+def test_numpykan_fit_refuses_transposed_targets():
+    X = np.random.default_rng(0).uniform(-1, 1, (200, 2))
+    with pytest.raises(ValueError, match="targets of shape"):
+        NumpyKAN([2, 3, 2]).fit(X, X.T.copy(), epochs=1)
+
+
+@pytest.mark.parametrize("kw", [dict(widths=[2, 2.7, 1]), dict(kind="c0", num_control_points=2.9),
+                                dict(seed=1.5)])
+def test_numpykan_refuses_non_integers(kw):
+    widths = kw.pop("widths", [2, 2, 1])
+    with pytest.raises(ValueError, match="must be an int"):
+        NumpyKAN(widths, **kw)
+
+
+def test_fit_refuses_non_finite_data_like_numpykan():
+    X = torch.randn(32, 2)
+    X[3, 1] = float("nan")
+    model = kancore.KAN([2, 3, 1])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="NaN"):
+        kancore.fit(model, X, torch.zeros(32), steps=2, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="finite"):
+        NumpyKAN([2, 3, 1]).fit(X.numpy(), np.zeros(32), epochs=1)
+
+
+# -- files --------------------------------------------------------------------------------------
+
+def test_save_never_replaces_a_good_file_with_an_unreadable_one(tmp_path):
+    path = tmp_path / "good.safetensors"
+    model = kancore.KAN([2, 3, 1])
+    kancore.save(model, path)
+    good = path.read_bytes()
+    with torch.no_grad():
+        model.layers[0].grid[0, 2] = float("nan")  # set by hand (or by an overflowing update)
+    with pytest.raises(ValueError, match="would not load back"):
+        kancore.save(model, path)
+    assert path.read_bytes() == good
+    with torch.no_grad():
+        model.layers[0].grid[0, 2] = model.layers[0].grid[0, 1] - 1  # decreasing knots
+    with pytest.raises(ValueError, match="non-decreasing"):
+        kancore.save(model, path)
+    with pytest.raises(ValueError, match="too wide"):  # its knots would overflow to inf
+        kancore.KAN([2, 1], grid_range=(-1e308, 1e308))
+    with pytest.raises(ValueError, match="too wide"):  # representable in float64, not in float32
+        kancore.KANLinear(2, 1, grid_range=(-1e38, 3e38))
+    assert path.read_bytes() == good
+    kancore.load(path)
+
+
+def test_save_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    path = tmp_path / "private.safetensors"
+    kancore.save(kancore.KAN([2, 1]), path)
+    os.chmod(path, 0o600)
+    kancore.save(kancore.KAN([2, 1]), path)
+    assert (os.stat(path).st_mode & 0o777) == 0o600
+    net = NumpyKAN([2, 1])
+    net.save(str(path))
+    assert (os.stat(path).st_mode & 0o777) == 0o600
+
+
+@pytest.mark.parametrize("front", ["torch", "numpy"])
+def test_paths_with_nul_are_refused(tmp_path, front):
+    bad = str(tmp_path / "model.safetensors") + "\0.txt"
+    if front == "torch":
+        with pytest.raises(ValueError, match="NUL|null"):
+            kancore.save(kancore.KAN([2, 1]), bad)
+        with pytest.raises(ValueError, match="NUL|null"):
+            kancore.load(bad)
+    else:
+        with pytest.raises(ValueError, match="NUL"):
+            NumpyKAN([2, 1]).save(bad)
+        with pytest.raises(ValueError, match="NUL"):
+            NumpyKAN.load(bad)
+    assert not (tmp_path / "model.safetensors").exists()
