@@ -21,6 +21,13 @@ IMPLS = ("embedding_bag", "embedding", "sparse_matmul_csr")
 _NP_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
 
+def _c_aligned(a, dtype=None) -> np.ndarray:
+    """A C-contiguous array aligned for its dtype (a copy only when needed): the kernels read raw
+    addresses, and a misaligned float pointer is undefined behaviour in C++ (np.ascontiguousarray
+    keeps a misaligned buffer as it is)."""
+    return np.require(a, dtype=dtype, requirements=["C", "A"])
+
+
 def check_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {set(IMPLS)}, got {impl!r}")
@@ -56,8 +63,8 @@ def _np_prepare(x, table, spline_width: float, impl: str):
         raise ValueError(f"expected x with at least 1 dimension, got shape {x.shape}")
     in_features = x.shape[-1]
     K, out = _check_table_shape(table.shape, in_features)
-    x2 = np.ascontiguousarray(x.reshape(-1, in_features))
-    table = np.ascontiguousarray(table)
+    x2 = _c_aligned(x.reshape(-1, in_features))
+    table = _c_aligned(table)
     shape = (x2.shape[0], in_features, out, K, float(spline_width))
     return x2, table, shape, x.shape[:-1]
 
@@ -86,7 +93,7 @@ def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "
             f"expected grad_y of shape {(*lead, shape[2])} and dtype {table.dtype}, "
             f"got {grad_y.shape} and {grad_y.dtype}"
         )
-    gy = np.ascontiguousarray(grad_y.reshape(-1, shape[2]))
+    gy = _c_aligned(grad_y.reshape(-1, shape[2]))
     gx = np.empty_like(x2)
     gt = np.empty_like(table)
     ws = _np_workspace(shape, dtype, impl, backward=True)
@@ -270,8 +277,8 @@ def _dtype_name(dtype) -> str:
 
 def bspline_basis_numpy(knots, grid_size: int, spline_order: int, x, derivative: bool = False):
     """Dense float64 basis (n, G+k) of one feature's knots (G+2k+1,) at points x (n,)."""
-    knots = np.ascontiguousarray(knots, dtype=np.float64)
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float64).reshape(-1))
+    knots = _c_aligned(knots, dtype=np.float64)
+    x = _c_aligned(np.asarray(x, dtype=np.float64).reshape(-1))
     if knots.shape != (grid_size + 2 * spline_order + 1,):
         raise ValueError(f"expected {grid_size + 2 * spline_order + 1} knots, got shape {knots.shape}")
     if np.any(~np.isfinite(knots)) or np.any(np.diff(knots) < 0):
@@ -294,9 +301,9 @@ def _addr(a) -> int:
 
 def bspline_update_grid_arrays(x, grid, spline_weight, margin: float, grid_eps: float, ridge: float):
     """(new_grid, new_spline_weight, (features_kept, samples_skipped)) as NumPy arrays (CPU)."""
-    x = np.ascontiguousarray(x)
-    grid = np.ascontiguousarray(grid)
-    spline_weight = np.ascontiguousarray(spline_weight)
+    x = _c_aligned(x)
+    grid = _c_aligned(grid)
+    spline_weight = _c_aligned(spline_weight)
     out, in_features, C = spline_weight.shape
     k = (grid.shape[1] - 1 - C)
     G = C - k
@@ -316,8 +323,8 @@ def bspline_update_grid_arrays(x, grid, spline_weight, margin: float, grid_eps: 
 
 
 def bspline_refine_arrays(grid, spline_weight, new_grid_size: int):
-    grid = np.ascontiguousarray(grid)
-    spline_weight = np.ascontiguousarray(spline_weight)
+    grid = _c_aligned(grid)
+    spline_weight = _c_aligned(spline_weight)
     out, in_features, C = spline_weight.shape
     k = grid.shape[1] - 1 - C
     G = C - k
@@ -335,8 +342,8 @@ def c0_fit_domain_arrays(x, table, scale, offset, spline_width: float, new_K: in
                          margin: float, ridge: float):
     """C0 grid fit on NumPy arrays (CPU): x (batch, in), table (in, K, out), scale/offset (in) or
     None. Returns (new_table (in, new_K, out), new_scale, new_offset, (kept, skipped, outside))."""
-    x = np.ascontiguousarray(x)
-    table = np.ascontiguousarray(table)
+    x = _c_aligned(x)
+    table = _c_aligned(table)
     if table.ndim != 3 or x.ndim != 2 or x.shape[1] != table.shape[0]:
         raise ValueError(f"expected x (batch, in) and table (in, K, out) with one in, got {x.shape} "
                          f"and {table.shape}")
@@ -346,8 +353,8 @@ def c0_fit_domain_arrays(x, table, scale, offset, spline_width: float, new_K: in
     if (scale is None) != (offset is None):
         raise ValueError("expected both scale and offset, or neither")
     if scale is not None:
-        scale = np.ascontiguousarray(scale, dtype=table.dtype)
-        offset = np.ascontiguousarray(offset, dtype=table.dtype)
+        scale = _c_aligned(scale, dtype=table.dtype)
+        offset = _c_aligned(offset, dtype=table.dtype)
         if scale.shape != (I,) or offset.shape != (I,):
             raise ValueError(f"expected scale and offset of shape ({I},), got {scale.shape}, {offset.shape}")
     new_K = int(new_K)
@@ -366,7 +373,7 @@ def c0_fit_domain_arrays(x, table, scale, offset, spline_width: float, new_K: in
 
 def c0_refine_arrays(table, spline_width: float, new_K: int):
     """The C0 table on new_K control points over the same domain (CPU NumPy)."""
-    table = np.ascontiguousarray(table)
+    table = _c_aligned(table)
     if table.ndim != 3:
         raise ValueError(f"expected table (in, K, out), got {table.shape}")
     I, K, O = table.shape
@@ -381,11 +388,11 @@ def c0_refine_arrays(table, spline_width: float, new_K: int):
 
 def bspline_forward_numpy(x, grid, base_weight, spline_weight, spline_scaler=None):
     """NumPy forward of the B-spline layer: x (..., in) -> (..., out)."""
-    spline_weight = np.ascontiguousarray(spline_weight)
+    spline_weight = _c_aligned(spline_weight)
     if spline_weight.dtype not in _NP_DTYPES:
         raise TypeError(f"expected float32 or float64 weights, got {spline_weight.dtype}")
     out, I, C = spline_weight.shape
-    grid = np.ascontiguousarray(grid, dtype=spline_weight.dtype)
+    grid = _c_aligned(grid, dtype=spline_weight.dtype)
     k = grid.shape[-1] - 1 - C
     G = C - k
     x = np.asarray(x)
@@ -394,9 +401,9 @@ def bspline_forward_numpy(x, grid, base_weight, spline_weight, spline_scaler=Non
     if x.ndim < 1 or x.shape[-1] != I or grid.shape != (I, G + 2 * k + 1):
         raise ValueError(f"expected x (..., {I}) and grid ({I}, G+2k+1), got {x.shape}, {grid.shape}")
     lead = x.shape[:-1]
-    x2 = np.ascontiguousarray(x.reshape(-1, I))
-    bw = None if base_weight is None else np.ascontiguousarray(base_weight, dtype=spline_weight.dtype)
-    sc = None if spline_scaler is None else np.ascontiguousarray(spline_scaler, dtype=spline_weight.dtype)
+    x2 = _c_aligned(x.reshape(-1, I))
+    bw = None if base_weight is None else _c_aligned(base_weight, dtype=spline_weight.dtype)
+    sc = None if spline_scaler is None else _c_aligned(spline_scaler, dtype=spline_weight.dtype)
     for name, a, shape in (("base_weight", bw, (out, I)), ("spline_scaler", sc, (out, I))):
         if a is not None and a.shape != shape:
             raise ValueError(f"expected {name} of shape {shape}, got {a.shape}")
@@ -636,7 +643,7 @@ def edge_scale_bspline_numpy(x, grid, base_weight, spline_weight, spline_scaler=
     silu branch, spline_scaler None means 1). With grads=True, ``result.grads`` holds ``"x"``,
     ``"spline_weight"`` and, when given, ``"base_weight"`` and ``"spline_scaler"``."""
     lambs = _edge_scale_lambdas(lamb_l1, lamb_entropy, lamb_coef, lamb_coefdiff)
-    spline_weight = np.ascontiguousarray(spline_weight)
+    spline_weight = _c_aligned(spline_weight)
     if spline_weight.dtype not in _NP_DTYPES:
         raise TypeError(f"expected float32 or float64 weights, got {spline_weight.dtype}")
     x = np.asarray(x)
@@ -645,14 +652,14 @@ def edge_scale_bspline_numpy(x, grid, base_weight, spline_weight, spline_scaler=
     if x.ndim < 1:
         raise ValueError(f"expected x of shape (..., in), got {x.shape}")
     lead = x.shape[:-1]
-    grid = np.ascontiguousarray(grid, dtype=spline_weight.dtype)
+    grid = _c_aligned(grid, dtype=spline_weight.dtype)
     O, I, G, k = _bspline_sizes(grid.shape, spline_weight.shape, x.shape[-1])
-    x2 = np.ascontiguousarray(x.reshape(-1, I))
+    x2 = _c_aligned(x.reshape(-1, I))
     _edge_scale_batch(x2.shape[0])
     params = {}
     for name, a in (("base_weight", base_weight), ("spline_scaler", spline_scaler)):
         if a is not None:
-            a = np.ascontiguousarray(a)
+            a = _c_aligned(a)
             if a.dtype != spline_weight.dtype or a.shape != (O, I):
                 raise ValueError(f"expected {name} of shape {(O, I)} and dtype {spline_weight.dtype}, "
                                  f"got {a.shape} {a.dtype}")

@@ -136,3 +136,40 @@ def test_paths_with_nul_are_refused(tmp_path, front):
         with pytest.raises(ValueError, match="NUL"):
             NumpyKAN.load(bad)
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def _misaligned(shape, dtype):
+    """An array of `shape` whose data address is not a multiple of its itemsize."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.zeros(n * dtype.itemsize + 1, np.uint8)
+    a = np.frombuffer(raw.data, dtype=dtype, count=n, offset=1).reshape(shape)
+    assert a.__array_interface__["data"][0] % dtype.itemsize != 0 and not a.flags.aligned
+    return a
+
+
+def test_functional_passes_only_aligned_buffers_to_the_core(monkeypatch):
+    from kancore import _core, functional
+
+    seen = []
+    real = _core.c0_forward
+
+    def spy(*args, **kwargs):
+        seen.extend(a for a in args[:3] if isinstance(a, int))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_core, "c0_forward", spy)
+    rng = np.random.default_rng(0)
+    x = _misaligned((6, 3), np.float32)
+    x[...] = rng.standard_normal((6, 3))
+    table = _misaligned((3, 5, 2), np.float32)
+    table[...] = rng.standard_normal((3, 5, 2))
+    y = functional.c0_forward(x, table)
+    assert seen and all(addr % 4 == 0 for addr in seen), seen
+    np.testing.assert_array_equal(y, functional.c0_forward(x.copy(), table.copy()))
+    grid = np.tile(np.linspace(-2.2, 2.2, 12), (3, 1))
+    xb = _misaligned((4, 3), np.float64)
+    xb[...] = 0.5
+    sw = _misaligned((2, 3, 8), np.float64)
+    sw[...] = 1.0
+    np.testing.assert_allclose(functional.bspline_forward(xb, grid, None, sw), 3.0)
