@@ -1,5 +1,6 @@
 // The one place where C0 calls are validated and routed to the CPU or CUDA kernels.
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -50,8 +51,24 @@ void validate(const Shape& s) {
   if (!ok) fail("expected sizes whose products fit in 64-bit indices, got an absurd shape");
 }
 
-std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device) {
+void validate(const Shape& s, DType dtype) {
   validate(s);
+  const double W = s.spline_width, K1 = static_cast<double>(s.num_control_points - 1);
+  const bool f32 = dtype == DType::float32;
+  const double top = f32 ? std::numeric_limits<float>::max() : std::numeric_limits<double>::max();
+  const double tiny = f32 ? std::numeric_limits<float>::min() : std::numeric_limits<double>::min();
+  auto normal = [&](double v) { return std::isfinite(v) && v >= tiny && v <= top; };
+  if (!(W <= top / 4 && normal(W / 2) && normal(K1 / W) && normal(W / K1))) {
+    char width[32];
+    std::snprintf(width, sizeof width, "%.6g", W);
+    fail("expected a spline_width whose arithmetic stays finite in " + std::string(f32 ? "float32" : "float64") +
+         " (W/2, (K-1)/W and W/(K-1) normal numbers, W <= max/4), got " + std::string(width) +
+         " with num_control_points " + std::to_string(s.num_control_points));
+  }
+}
+
+std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device) {
+  validate(s, dtype);
   const std::size_t elem = elem_size(dtype);
   if (device.type == DeviceType::cuda) return cuda_backend::forward_workspace_bytes(s, dtype, impl, device);
   if (impl == Impl::gather) return 0;
@@ -59,7 +76,7 @@ std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Devi
 }
 
 std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Device device) {
-  validate(s);
+  validate(s, dtype);
   const std::size_t elem = elem_size(dtype);
   if (device.type == DeviceType::cuda) return cuda_backend::backward_workspace_bytes(s, dtype, impl, device);
   if (impl == Impl::gather) return cpu::backward_workspace_bytes_gather(s, elem);
@@ -79,7 +96,7 @@ std::size_t cpu_backward_min_bytes(const Shape& s, DType dtype, Impl impl, bool 
 
 void forward(const Shape& s, DType dtype, Impl impl, const void* x, const void* table, void* y,
              void* ws, std::size_t ws_bytes, const ExecContext& ctx) {
-  validate(s);
+  validate(s, dtype);
   require(x, "x", s.batch * s.in);
   require(table, "table", s.in * s.num_control_points * s.out);
   require(y, "y", s.batch * s.out);
@@ -101,7 +118,7 @@ void forward(const Shape& s, DType dtype, Impl impl, const void* x, const void* 
 void backward_input(const Shape& s, DType dtype, Impl impl, const void* x, const void* table,
                     const void* grad_y, void* grad_x, void* ws, std::size_t ws_bytes,
                     const ExecContext& ctx) {
-  validate(s);
+  validate(s, dtype);
   require(x, "x", s.batch * s.in);
   require(table, "table", s.in * s.num_control_points * s.out);
   require(grad_y, "grad_y", s.batch * s.out);
@@ -126,7 +143,7 @@ void backward_input(const Shape& s, DType dtype, Impl impl, const void* x, const
 
 void backward_table(const Shape& s, DType dtype, Impl impl, const void* x, const void* grad_y,
                     void* grad_table, void* ws, std::size_t ws_bytes, const ExecContext& ctx) {
-  validate(s);
+  validate(s, dtype);
   require(x, "x", s.batch * s.in);
   require(grad_y, "grad_y", s.batch * s.out);
   require(grad_table, "grad_table", s.in * s.num_control_points * s.out);
@@ -157,7 +174,7 @@ void backward(const Shape& s, DType dtype, Impl impl, const void* x, const void*
     if (grad_table != nullptr) backward_table(s, dtype, impl, x, grad_y, grad_table, ws, ws_bytes, ctx);
     return;
   }
-  validate(s);
+  validate(s, dtype);
   require(x, "x", s.batch * s.in);
   require(table, "table", s.in * s.num_control_points * s.out);
   require(grad_y, "grad_y", s.batch * s.out);

@@ -67,7 +67,7 @@ void validate(const NetworkConfig& c) {
     const std::string at = "layer " + std::to_string(j) + ": ";
     try {
       if (l.kind == LayerKind::c0) {
-        c0::validate(c0::Shape{0, l.in_features, l.out_features, l.num_control_points, l.spline_width});
+        c0::validate(c0::Shape{0, l.in_features, l.out_features, l.num_control_points, l.spline_width}, c.dtype);
       } else if (l.kind == LayerKind::bspline) {
         bspline::validate(bspline::Shape{0, l.in_features, l.out_features, l.grid_size, l.spline_order});
         if (!(std::isfinite(l.grid_min) && std::isfinite(l.grid_max) && l.grid_min < l.grid_max)) {

@@ -28,6 +28,21 @@ def _c_aligned(a, dtype=None) -> np.ndarray:
     return np.require(a, dtype=dtype, requirements=["C", "A"])
 
 
+def check_spline_width(width: float, num_control_points: int, dtype: str) -> None:
+    """The kernels compute W/2, (K-1)/W and W/(K-1) in the layer's dtype: refuse a width whose
+    arithmetic leaves the normal numbers there (the core checks the same rule at every call)."""
+    info = np.finfo(np.float32 if dtype == "float32" else np.float64)
+    top, tiny = float(info.max), float(info.tiny)
+    k1 = float(num_control_points - 1)
+
+    def normal(v: float) -> bool:
+        return math.isfinite(v) and tiny <= v <= top
+
+    if not (width <= top / 4 and normal(width / 2) and normal(k1 / width) and normal(width / k1)):
+        raise ValueError(f"spline_width {width:g} with num_control_points {num_control_points} overflows "
+                         f"{dtype} arithmetic (W/2, (K-1)/W and W/(K-1) must be normal numbers, W <= max/4)")
+
+
 def check_impl(impl: str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {set(IMPLS)}, got {impl!r}")

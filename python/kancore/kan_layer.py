@@ -157,6 +157,8 @@ class KANLayer(nn.Module):
         _ops.check_impl(impl)
         if dtype is not None and dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        _ops.check_spline_width(float(spline_width), num_control_points,
+                                "float64" if dtype == torch.float64 else "float32")
 
         self.in_features = in_features
         self.out_features = out_features

@@ -91,6 +91,29 @@ TEST(C0Validation, RejectsBadSplineWidth) {
   }
 }
 
+TEST(C0Validation, RejectsWidthsWhoseArithmeticOverflowsTheDtype) {
+  using kancore::DType;
+  Shape s = good_shape();
+  auto rejected = [&](double W, DType dt) {
+    s.spline_width = W;
+    EXPECT_THROW(c0::validate(s, dt), std::invalid_argument) << W;
+  };
+  rejected(1e-320, DType::float64);  // subnormal: (K-1)/W is inf
+  rejected(1e-40, DType::float32);
+  rejected(1e38, DType::float32);    // W/(K-1) fine, but x + W/2 near float's max
+  rejected(1e308, DType::float64);
+  for (const double W : {1e-30, 1.0, 4.0, 1e30}) {
+    s.spline_width = W;
+    EXPECT_NO_THROW(c0::validate(s, DType::float32)) << W;
+    EXPECT_NO_THROW(c0::validate(s, DType::float64)) << W;
+  }
+  // The dtype-aware check runs at every call: a float32 forward with W = 1e38 throws.
+  s = good_shape();
+  s.spline_width = 1e38;
+  std::vector<float> x(s.batch * s.in), t(s.in * s.num_control_points * s.out), y(s.batch * s.out);
+  EXPECT_THROW(c0::forward(s, c0::Impl::gather, x.data(), t.data(), y.data()), std::invalid_argument);
+}
+
 TEST(C0Validation, RejectsAbsurdSizes) {
   const std::int64_t huge = std::int64_t{1} << 40;
   expect_rejected(Shape{1, huge, huge, huge, 2.0});

@@ -173,3 +173,21 @@ def test_functional_passes_only_aligned_buffers_to_the_core(monkeypatch):
     sw = _misaligned((2, 3, 8), np.float64)
     sw[...] = 1.0
     np.testing.assert_allclose(functional.bspline_forward(xb, grid, None, sw), 3.0)
+
+
+@pytest.mark.parametrize("width,dtype", [(1e-320, torch.float64), (1e-40, torch.float32), (1e38, torch.float32),
+                                         (1e308, torch.float64)])
+def test_spline_widths_the_arithmetic_cannot_carry_are_refused(width, dtype):
+    with pytest.raises(ValueError, match="spline_width"):
+        KANLayer(2, 2, spline_width=width, dtype=dtype)
+    npdt = np.float32 if dtype == torch.float32 else np.float64
+    with pytest.raises(ValueError, match="spline_width"):
+        kancore.functional.c0_forward(np.zeros((3, 2), npdt), np.ones((2, 4, 2), npdt), spline_width=width)
+    with pytest.raises(ValueError, match="spline_width"):
+        NumpyKAN([2, 1], kind="c0", spline_width=width, dtype="float32" if npdt is np.float32 else "float64")
+
+
+def test_wide_but_representable_widths_still_work():
+    y = kancore.functional.c0_forward(np.ones((3, 2)), np.ones((2, 4, 2)), spline_width=1e30)
+    assert np.isfinite(y).all()
+    assert torch.isfinite(KANLayer(2, 2, spline_width=1e-30, dtype=torch.float64)(torch.ones(3, 2, dtype=torch.float64))).all()

@@ -42,6 +42,10 @@ struct Shape {
 // Throws std::invalid_argument ("expected X, got Y") unless the shape is usable.
 // batch == 0 is valid (the kernels then do nothing / write zeros to grad_table).
 void validate(const Shape& shape);
+// The same, and the kernels' arithmetic on spline_width must stay finite and normal in `dtype`:
+// W/2, (K-1)/W and W/(K-1) representable, W/2 plus an input of W's size not overflowing
+// (a subnormal W gave NaN outputs, W = 1e38 in float32 gave inf).
+void validate(const Shape& shape, DType dtype);
 
 // Bytes of workspace a call on `device` needs. Pass at least this many; backward_workspace_bytes
 // covers every backward call (backward, backward_input, backward_table). On the CPU the gather
