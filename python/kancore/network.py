@@ -259,7 +259,10 @@ class KAN(nn.Module):
 
     def visualize_all_mappings(self, save_path: Optional[str] = None, *, layer: int = 0, **options: Any) -> Any:
         """Layer ``layer``'s ``visualize_all_mappings`` figure (see ``KANLayer``/``KANLinear``);
-        ``options`` go to that method. Returns the matplotlib Figure."""
+        ``options`` go to that method: ``x_axis``, ``in_vars``/``out_vars`` (names of *that
+        layer's* inputs and outputs: the network's inputs for ``layer=0``, its outputs for the
+        last layer), ``max_edges`` and ``x`` (samples of that layer's input). Returns the
+        matplotlib Figure."""
         if not isinstance(layer, int) or not -len(self.layers) <= layer < len(self.layers):
             raise ValueError(f"layer must be an index into the {len(self.layers)} layers, got {layer!r}")
         return self.layers[layer].visualize_all_mappings(save_path=save_path, **options)
