@@ -129,17 +129,19 @@ LayerCurves = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def network_edges(layers: Sequence[LayerCurves], max_edges: int) -> List[List[Tuple[int, int]]]:
     """Per layer, the edges ``(i, o)`` to draw, in input-major order: all of them when the network
-    has at most ``max_edges``; else each layer's most important ones (by its relative importance),
-    each layer keeping a share of ``max_edges`` in proportion to its edge count (at least one)."""
+    has at most ``max_edges``; else each layer's most important ones (by its relative importance).
+    ``max_edges`` is shared equally between the layers, a layer with fewer edges than its share
+    keeping all of them and leaving the rest to the others (every layer keeps at least one)."""
     sizes = [ys.shape[0] * ys.shape[1] for _, ys, _ in layers]
     total = sum(sizes)
     if total <= max_edges:
         return [[(i, o) for i in range(ys.shape[0]) for o in range(ys.shape[1])] for _, ys, _ in layers]
-    keep = []
-    for (_, _, rel), size in zip(layers, sizes):
-        quota = min(size, max(1, (max_edges * size) // total))
-        keep.append(sorted(top_edges(rel, quota)))
-    return keep
+    quotas = [0] * len(sizes)
+    left = max_edges
+    for n, j in enumerate(sorted(range(len(sizes)), key=lambda j: sizes[j])):  # smallest first
+        quotas[j] = min(sizes[j], max(1, left // (len(sizes) - n)))
+        left -= quotas[j]
+    return [sorted(top_edges(rel, q)) for (_, _, rel), q in zip(layers, quotas)]
 
 
 def network_figure(layers: Sequence[LayerCurves], save_path: Optional[Any] = None,

@@ -135,9 +135,10 @@ def plot_network(model: nn.Module, x: Optional[torch.Tensor] = None, save_path: 
     n : int
         Samples per edge curve.
     max_edges : int
-        A network with more edges draws only its most important ones: each layer keeps a share of
-        ``max_edges`` in proportion to its edge count (at least one), chosen by importance; the
-        title says how many of how many are shown.
+        A network with more edges draws only its most important ones: ``max_edges`` is shared
+        equally between the layers (a layer with fewer edges keeps them all and leaves the rest
+        to the others), each keeping its most important edges; the title says how many of how
+        many are shown.
     figsize : (float, float), optional
         Figure size in inches (default: sized to the network, at most 24 inches on a side).
     in_vars, out_vars : sequence of str, optional

@@ -20,7 +20,10 @@ load both ways. Differences, all deliberate:
 * NaN inputs give NaN on the affected output rows and ±inf the limit of the linear extension
   (kanditioned raises an index error or gives impl-dependent values); set
   ``layer.check_finite = True`` to raise ``ValueError`` instead;
-* ``visualize_all_mappings`` returns the Figure instead of calling ``plt.show()``;
+* ``visualize_all_mappings`` returns the Figure instead of calling ``plt.show()``, plots
+  against the input value by default (``x_axis="control_points"`` is kanditioned's plot),
+  takes ``in_vars``/``out_vars`` names, and past ``max_edges`` edges shows the most
+  important ones instead of one subplot per edge;
 * CUDA tensors run on kancore's CUDA kernels (on torch's current stream, with torch's
   allocator, under ``torch.compile`` and CUDA graph capture). ``layer.deterministic = True``
   (or ``torch.use_deterministic_algorithms(True)``) makes the control-point gradient bitwise
