@@ -151,7 +151,8 @@ def network_figure(layers: Sequence[LayerCurves], save_path: Optional[Any] = Non
     """Nodes per layer (inputs at the bottom, labelled with ``in_vars``/``out_vars`` or x0.., y0..;
     hidden nodes with their index) and, for every edge, its function drawn as a small curve in a
     box between the layers, wired from its input node to its output node; line strength and
-    opacity follow the relative importance. A layer with many edges wraps its boxes into rows.
+    opacity follow the relative importance. A layer with many edges wraps its boxes into rows
+    (column by column, so an input's edges stay near its node).
     Past ``max_edges`` edges, each layer draws only its most important ones and the title says
     so. At most MAX_INCHES on a side; saved (when ``save_path`` is truthy) at 200 dpi, less for
     large figures."""
@@ -200,9 +201,9 @@ def network_figure(layers: Sequence[LayerCurves], save_path: Optional[Any] = Non
         mid = (y0 + y1) / 2
         first = mid + (rows - 1) / 2 * (bh + 0.12)  # the top row's centre
         for n, (i, o) in enumerate(k):
-            r, c = divmod(n, per_row)
-            in_row = min(per_row, len(k) - r * per_row)
-            bx = margin + (W - 2 * margin) * (c + 0.5 + (per_row - in_row) / 2) / per_row
+            # Column-major: an input's edges fill neighbouring columns, near its node.
+            c, r = divmod(n, rows)
+            bx = margin + (W - 2 * margin) * (c + 0.5) / per_row
             by = first - r * (bh + 0.12)
             a = float(0.08 + 0.92 * rel[o, i])
             lw = 0.4 + 2.0 * rel[o, i]
@@ -231,7 +232,8 @@ def network_figure(layers: Sequence[LayerCurves], save_path: Optional[Any] = Non
         count = shapes[j][0]
         for h in range(count):
             ax.text(node_x(count, h) + 0.08, levels[j] + 0.05, str(h), ha="left", va="bottom",
-                    fontsize=label_size - 2, color="0.25", zorder=5)
+                    fontsize=label_size - 1, color="0.2", zorder=5,
+                    bbox=dict(facecolor="white", edgecolor="none", pad=0.5, alpha=0.85))
     text = title or "KAN network (edge opacity: importance)"
     if shown < total:
         text += (f"\nthe {shown} most important of {total} edges (per layer, by {importance_label});"
