@@ -7,7 +7,7 @@ for the same number of steps with early stopping on a validation split. Prints t
 both, then saves the KAN as a kancore model file (safetensors, ``kancore.save``; the input and
 target scaling travel in its metadata), reloads it to check identical predictions, and saves the
 visualize_all_mappings figure of its first layer and the whole-network figure under
-examples/output/.
+examples/output/, labelled with the feature names (age, sex, bmi, bp, s1..s6 -> progression).
 
     python examples/train_regression.py [--steps 1500] [--out examples/output] [--progress]
 """
