@@ -73,7 +73,7 @@ def edge_grid(xs: np.ndarray, ys: np.ndarray, xlabel: str, save_path: Optional[A
     """Edge (i, o) plots ``ys[i, o]`` against ``xs[i]``.
 
     Up to ``max_edges`` edges: an in x out grid of subplots (kanditioned's layout and labels,
-    "In i → Out o"). More: the ``max_edges`` edges with the largest ``importance[o, i]``, most
+    "In i → Out o"; wrapped into a near-square grid when in x out is too long and thin to fit). More: the ``max_edges`` edges with the largest ``importance[o, i]``, most
     important first on a near-square grid, and the title says so. Subplot titles use
     ``in_vars``/``out_vars`` when given; with ``name_x_axis`` the x label is the input's name.
     The figure is at most MAX_INCHES on a side; saved (when ``save_path`` is truthy) at 300 dpi,
@@ -89,6 +89,10 @@ def edge_grid(xs: np.ndarray, ys: np.ndarray, xlabel: str, save_path: Optional[A
     if I * O <= max_edges:
         chosen = [(i, o) for i in range(I) for o in range(O)]
         rows, cols = I, O
+        if min(1.0, MAX_INCHES / (4.0 * cols), MAX_INCHES / (3.0 * rows)) < 0.5:
+            # A long thin grid (e.g. 64 x 1) would shrink to a strip: wrap it, row by row.
+            cols = math.ceil(math.sqrt(len(chosen)))
+            rows = math.ceil(len(chosen) / cols)
     else:
         if importance is None:
             raise ValueError("a layer with more than max_edges edges needs importance to choose from")

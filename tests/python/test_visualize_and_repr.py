@@ -102,6 +102,16 @@ def test_large_layer_shows_its_most_important_edges(tmp_path):
     assert "by edge scale on x" in fig._suptitle.get_text()
 
 
+def test_long_thin_layer_wraps_instead_of_shrinking_to_a_strip():
+    layer = KANLayer(48, 1, num_control_points=4)
+    fig = layer.visualize_all_mappings()
+    axes = fig.get_axes()
+    assert len(axes) == 48 and axes[47].get_title() == "In 47 → Out 0"
+    w, h = fig.get_size_inches()
+    assert 12 <= w <= 24 and 12 <= h <= 24  # not 4 x 144 inches, nor shrunk to 0.67 x 24
+    assert KANLayer(4, 3).visualize_all_mappings().get_size_inches().tolist() == [12.0, 12.0]
+
+
 def test_repr_is_readable():
     layer = KANLayer(3, 4, num_control_points=8, spline_width=2.0, dtype=torch.float64)
     text = repr(layer)
