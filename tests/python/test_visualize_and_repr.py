@@ -87,7 +87,7 @@ def test_large_layer_shows_its_most_important_edges(tmp_path):
     assert [ax.get_title() for ax in axes] == expected  # most important first
     shown = sorted(imp[o, i] for i, o in (divmod(int(j), 32) for j in top))
     assert shown[0] >= np.sort(imp.reshape(-1))[-64]  # none left out is more important
-    assert "the 64 most important of 2048 edges, by coefficient importance" in fig._suptitle.get_text()
+    assert "the 64 most important of 2048 edges, by coefficient importance" in fig.get_suptitle()
     w, h = fig.get_size_inches()
     assert w <= 24 and h <= 24
     from PIL import Image
@@ -99,7 +99,7 @@ def test_large_layer_shows_its_most_important_edges(tmp_path):
     scales = layer.edge_scales(x).numpy()
     top = np.argsort(-scales.T.reshape(-1), kind="stable")[:10]
     assert [ax.get_title() for ax in fig.get_axes()] == [f"In {j // 32} → Out {j % 32}" for j in top]
-    assert "by edge scale on x" in fig._suptitle.get_text()
+    assert "by edge scale on x" in fig.get_suptitle()
 
 
 def test_long_thin_layer_wraps_instead_of_shrinking_to_a_strip():
