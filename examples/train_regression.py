@@ -7,7 +7,7 @@ for the same number of steps with early stopping on a validation split. Prints t
 both, then saves the KAN as a kancore model file (safetensors, ``kancore.save``; the input and
 target scaling travel in its metadata), reloads it to check identical predictions, and saves the
 visualize_all_mappings figure of its first layer and the whole-network figure under
-examples/output/.
+examples/output/, labelled with the feature names (age, sex, bmi, bp, s1..s6 -> progression).
 
     python examples/train_regression.py [--steps 1500] [--out examples/output] [--progress]
 """
@@ -34,7 +34,9 @@ def main():
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    X, y = load_diabetes(return_X_y=True)
+    data = load_diabetes()
+    X, y = data.data, data.target
+    features = list(data.feature_names)  # age, sex, bmi, bp, s1..s6
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=args.seed)
     X_tr, X_va, y_tr, y_va = train_test_split(X_tr, y_tr, test_size=0.2, random_state=args.seed)
     mu, sd = X_tr.mean(0), X_tr.std(0)
@@ -76,9 +78,10 @@ def main():
     with torch.no_grad():
         assert torch.equal(reloaded(xs[2]), kan(xs[2])), "the reloaded model predicts differently"
     fig_path = args.out / "kan_diabetes_layer1.png"
-    kan.visualize_all_mappings(save_path=str(fig_path), layer=0)
+    kan.visualize_all_mappings(save_path=str(fig_path), layer=0, in_vars=features)
     net_path = args.out / "kan_diabetes_network.png"
-    kancore.plot_network(kan, x=xs[0], save_path=str(net_path))
+    kancore.plot_network(kan, x=xs[0], save_path=str(net_path), in_vars=features,
+                         out_vars=["progression"])
     print(f"saved {model_path}, {fig_path} and {net_path}")
 
 

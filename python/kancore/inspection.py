@@ -186,12 +186,14 @@ def _network_layers(model: nn.Module) -> Tuple[List[KANLayerType], List[nn.Modul
 
 
 def plot_network(model: nn.Module, x: Optional[torch.Tensor] = None, save_path: Optional[Any] = None,
-                 n: int = 48, max_edges: int = 2048, figsize: Optional[Tuple[float, float]] = None) -> Any:
+                 n: int = 48, max_edges: int = 128, figsize: Optional[Tuple[float, float]] = None, *,
+                 in_vars: Optional[Sequence[str]] = None, out_vars: Optional[Sequence[str]] = None) -> Any:
     """A figure of the whole network.
 
-    Nodes per layer (inputs at the bottom), and for every edge its function drawn as a small
-    curve in a box between the layers, wired from its input node to its output node. Line
-    strength and opacity follow the edge's importance within its layer.
+    Nodes per layer (inputs at the bottom, labelled with ``in_vars``, outputs at the top with
+    ``out_vars``, else x0.., y0..; hidden nodes with their index), and for every edge its
+    function drawn as a small curve in a box between the layers, wired from its input node to
+    its output node. Line strength and opacity follow the edge's importance within its layer.
 
     Parameters
     ----------
@@ -202,13 +204,19 @@ def plot_network(model: nn.Module, x: Optional[torch.Tensor] = None, save_path: 
         A = std(edge output) / (std(input) + 0.1) (``KAN.edge_scales``) and the curves span each
         layer's input range; without, a coefficient norm (``coefficient_importance``).
     save_path : str or path, optional
-        When truthy, the figure is also saved there at 200 dpi.
+        When truthy, the figure is also saved there (200 dpi, less for a large figure: at most
+        3600 pixels on a side).
     n : int
         Samples per edge curve.
     max_edges : int
-        Networks with more edges raise ``ValueError``.
+        A network with more edges draws only its most important ones: ``max_edges`` is shared
+        equally between the layers (a layer with fewer edges keeps them all and leaves the rest
+        to the others), each keeping its most important edges; the title says how many of how
+        many are shown.
     figsize : (float, float), optional
-        Figure size in inches.
+        Figure size in inches (default: sized to the network, at most 24 inches on a side).
+    in_vars, out_vars : sequence of str, optional
+        Names of the network's inputs and outputs (lengths checked).
 
     Returns
     -------
@@ -218,9 +226,9 @@ def plot_network(model: nn.Module, x: Optional[torch.Tensor] = None, save_path: 
     from . import _plotting
 
     layers, norms = _network_layers(model)
-    edges = sum(L.in_features * L.out_features for L in layers)
-    if edges > max_edges:
-        raise ValueError(f"the network has {edges} edges, more than max_edges={max_edges}")
+    _plotting.check_max_edges(max_edges)
+    _plotting.names(in_vars, layers[0].in_features, "in_vars", "")
+    _plotting.names(out_vars, layers[-1].out_features, "out_vars", "")
     inputs: List[Optional[torch.Tensor]] = [None] * len(layers)
     if x is not None:
         h = x.detach()
@@ -231,17 +239,29 @@ def plot_network(model: nn.Module, x: Optional[torch.Tensor] = None, save_path: 
                 if j < len(norms):
                     h = norms[j](h)
     curves = []
+    from_data = []
     for L, h in zip(layers, inputs):
         xs, ys = L.edge_functions(n=n, x=h)
-        imp = None
-        if h is not None and len(h.reshape(-1, L.in_features)) >= 2:
-            try:
-                imp = L.edge_scales(h.reshape(-1, L.in_features)).cpu().double().numpy()
-            except NotImplementedError:  # CUDA tensors, or a B-spline layer without SiLU
-                imp = None
+        imp = _edge_scales_or_none(L, h)
+        from_data.append(imp is not None)
         if imp is None:
             imp = L.edge_importance()
         imp = np.nan_to_num(imp, nan=0.0)
         rel = imp / imp.max() if imp.max() > 0 else np.zeros_like(imp)
         curves.append((xs, ys, rel))
-    return _plotting.network_figure(curves, save_path=save_path, figsize=figsize)
+    label = ("edge scale on x" if all(from_data) else
+             "coefficient importance" if not any(from_data) else
+             "edge scale on x, or coefficient importance where unavailable")
+    return _plotting.network_figure(curves, save_path=save_path, figsize=figsize, in_vars=in_vars,
+                                    out_vars=out_vars, max_edges=max_edges, importance_label=label)
+
+
+def _edge_scales_or_none(layer: KANLayerType, h: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    """``(out, in)`` pykan edge scales of ``layer`` on its input ``h``, or None without samples
+    (fewer than 2) or where they are not implemented (CUDA tensors, B-spline without SiLU)."""
+    if h is None or len(h.reshape(-1, layer.in_features)) < 2:
+        return None
+    try:
+        return layer.edge_scales(h.reshape(-1, layer.in_features)).cpu().double().numpy()
+    except NotImplementedError:
+        return None

@@ -20,7 +20,10 @@ load both ways. Differences, all deliberate:
 * NaN inputs give NaN on the affected output rows and ±inf the limit of the linear extension
   (kanditioned raises an index error or gives impl-dependent values); set
   ``layer.check_finite = True`` to raise ``ValueError`` instead;
-* ``visualize_all_mappings`` returns the Figure instead of calling ``plt.show()``;
+* ``visualize_all_mappings`` returns the Figure instead of calling ``plt.show()``, plots
+  against the input value by default (``x_axis="control_points"`` is kanditioned's plot),
+  takes ``in_vars``/``out_vars`` names, and past ``max_edges`` edges shows the most
+  important ones instead of one subplot per edge;
 * CUDA tensors run on kancore's CUDA kernels (on torch's current stream, with torch's
   allocator, under ``torch.compile`` and CUDA graph capture). ``layer.deterministic = True``
   (or ``torch.use_deterministic_algorithms(True)``) makes the control-point gradient bitwise
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, NamedTuple, Optional, Tuple, Union
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -487,19 +490,33 @@ class KANLayer(nn.Module):
         t = self._table().detach().cpu().double()
         return (t - t.mean(1, keepdim=True)).abs().mean(1).T.numpy()
 
-    def visualize_all_mappings(self, save_path: Optional[str] = None, *, x_axis: str = "control_points",
-                               max_edges: int = 1024) -> Any:
-        """Plot every edge's spline on an in x out grid of subplots and return the Figure.
+    def visualize_all_mappings(self, save_path: Optional[str] = None, *, x_axis: str = "input",
+                               in_vars: Optional[Sequence[str]] = None,
+                               out_vars: Optional[Sequence[str]] = None, max_edges: int = 64,
+                               x: Optional[torch.Tensor] = None) -> Any:
+        """Plot every edge's function on an in x out grid of subplots and return the Figure.
 
         Parameters
         ----------
         save_path : str or path, optional
-            When truthy, the figure is also saved there at 300 dpi.
-        x_axis : {"control_points", "input"}
-            ``"control_points"`` (kanditioned's plot) puts the control-point index on the x axis;
-            ``"input"`` the input value.
+            When truthy, the figure is also saved there at 300 dpi (less for a large figure: at
+            most 3600 pixels on a side).
+        x_axis : {"input", "control_points"}
+            ``"input"`` (the default): each edge's control points against the input value at
+            each of them (``control_point_inputs()``, so in the data's units after
+            ``update_grid``); ``"control_points"`` (kanditioned's plot): against the
+            control-point index.
+        in_vars, out_vars : sequence of str, optional
+            Names of the inputs and outputs, used in the subplot titles and axis labels
+            (lengths checked).
         max_edges : int
-            A layer with more edges raises ``ValueError`` instead of drawing a wall of subplots.
+            A layer with more edges shows only its ``max_edges`` most important edges (by
+            ``edge_importance()``, or by the edge scales on ``x`` when given), most important
+            first; the title says so. The figure is at most 24 inches on a side.
+        x : torch.Tensor, optional
+            Samples ``(..., in_features)``. With them the edges are ranked by pykan's edge scale
+            on ``x`` (``edge_scales``), and with ``x_axis="input"`` each edge is drawn over the
+            range of its input in ``x`` (``edge_functions``).
 
         Returns
         -------
@@ -511,12 +528,25 @@ class KANLayer(nn.Module):
 
         if x_axis not in ("control_points", "input"):
             raise ValueError(f"x_axis must be 'control_points' or 'input', got {x_axis!r}")
-        _plotting.check_edge_count(self.in_features * self.out_features, max_edges)
         I, K = self.in_features, self.num_control_points
         table = self._table().detach().cpu().double().numpy()  # (I, K, O)
-        xs = np.tile(np.arange(K), (I, 1)) if x_axis == "control_points" else self.control_point_inputs()
-        xlabel = "Control Points" if x_axis == "control_points" else "Input"
-        return _plotting.edge_grid(xs, table.transpose(0, 2, 1), xlabel, save_path)
+        if x_axis == "control_points":
+            xs, ys, xlabel = np.tile(np.arange(K), (I, 1)), table.transpose(0, 2, 1), "Control Points"
+        elif x is not None:
+            (xs, ys), xlabel = self.edge_functions(n=200, x=x), "Input"
+        else:
+            xs, ys, xlabel = self.control_point_inputs(), table.transpose(0, 2, 1), "Input"
+        importance, label = self.edge_importance(), "coefficient importance"
+        if x is not None and I * self.out_features > max_edges:
+            flat = x.detach().reshape(-1, I)
+            if len(flat) >= 2:
+                try:
+                    importance, label = self.edge_scales(flat).cpu().double().numpy(), "edge scale on x"
+                except NotImplementedError:  # CUDA tensors: keep the coefficient importance
+                    pass
+        return _plotting.edge_grid(xs, ys, xlabel, save_path, in_vars=in_vars, out_vars=out_vars,
+                                   importance=importance, importance_label=label, max_edges=max_edges,
+                                   name_x_axis=x_axis == "input")
 
     # -- sample-based regularisation (pykan) ----------------------------------------------------
 

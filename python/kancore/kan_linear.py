@@ -361,20 +361,31 @@ class KANLinear(nn.Module):
         return (w.abs().mean(-1) + self.base_weight.detach().cpu().double().abs()).numpy()
 
     def visualize_all_mappings(self, save_path: Optional[str] = None, *, x_axis: str = "input",
-                               max_edges: int = 1024) -> Any:
+                               in_vars: Optional[Sequence[str]] = None,
+                               out_vars: Optional[Sequence[str]] = None, max_edges: int = 64,
+                               x: Optional[torch.Tensor] = None) -> Any:
         """Plot every edge on an in x out grid of subplots (kanditioned's layout) and return the
         Figure.
 
         Parameters
         ----------
         save_path : str or path, optional
-            When truthy, the figure is also saved there at 300 dpi.
+            When truthy, the figure is also saved there at 300 dpi (less for a large figure: at
+            most 3600 pixels on a side).
         x_axis : {"input", "control_points"}
             ``"input"``: the edge's whole function, base + spline, against the input value over
-            the grid's inner range; ``"control_points"``: the scaled spline coefficients against
-            the basis index.
+            the grid's inner range (or the range of ``x``); ``"control_points"``: the scaled
+            spline coefficients against the basis index.
+        in_vars, out_vars : sequence of str, optional
+            Names of the inputs and outputs, used in the subplot titles and axis labels
+            (lengths checked).
         max_edges : int
-            A layer with more edges raises ``ValueError`` instead of drawing a wall of subplots.
+            A layer with more edges shows only its ``max_edges`` most important edges (by
+            ``edge_importance()``, or by the edge scales on ``x`` when given), most important
+            first; the title says so. The figure is at most 24 inches on a side.
+        x : torch.Tensor, optional
+            Samples ``(..., in_features)``: edges are ranked by pykan's edge scale on them
+            (``edge_scales``) and, with ``x_axis="input"``, drawn over their range.
 
         Returns
         -------
@@ -385,13 +396,23 @@ class KANLinear(nn.Module):
 
         if x_axis not in ("control_points", "input"):
             raise ValueError(f"x_axis must be 'control_points' or 'input', got {x_axis!r}")
-        _plotting.check_edge_count(self.in_features * self.out_features, max_edges)
         if x_axis == "input":
-            xs, ys = self.edge_functions(n=200)
-            return _plotting.edge_grid(xs, ys, "Input", save_path)
-        w = self.scaled_spline_weight.detach().cpu().double().numpy()  # (O, I, C)
-        xs = np.tile(np.arange(w.shape[-1]), (self.in_features, 1))
-        return _plotting.edge_grid(xs, w.transpose(1, 0, 2), "Control Points", save_path)
+            (xs, ys), xlabel = self.edge_functions(n=200, x=x), "Input"
+        else:
+            w = self.scaled_spline_weight.detach().cpu().double().numpy()  # (O, I, C)
+            xs = np.tile(np.arange(w.shape[-1]), (self.in_features, 1))
+            ys, xlabel = w.transpose(1, 0, 2), "Control Points"
+        importance, label = self.edge_importance(), "coefficient importance"
+        if x is not None and self.in_features * self.out_features > max_edges:
+            flat = x.detach().reshape(-1, self.in_features)
+            if len(flat) >= 2:
+                try:
+                    importance, label = self.edge_scales(flat).cpu().double().numpy(), "edge scale on x"
+                except NotImplementedError:  # CUDA tensors, or a base activation other than SiLU
+                    pass
+        return _plotting.edge_grid(xs, ys, xlabel, save_path, in_vars=in_vars, out_vars=out_vars,
+                                   importance=importance, importance_label=label, max_edges=max_edges,
+                                   name_x_axis=x_axis == "input")
 
     def extra_repr(self) -> str:
         parts = [f"in_features={self.in_features}", f"out_features={self.out_features}",

@@ -267,7 +267,10 @@ class KAN(nn.Module):
         layer : int
             Which layer (negative indices count from the end).
         **options
-            Passed to the layer's ``visualize_all_mappings`` (``x_axis``, ``max_edges``...).
+            Passed to the layer's ``visualize_all_mappings``: ``x_axis``, ``in_vars``/``out_vars``
+            (names of *that layer's* inputs and outputs: the network's inputs for ``layer=0``,
+            its outputs for the last layer), ``max_edges`` and ``x`` (samples of that layer's
+            input).
 
         Returns
         -------

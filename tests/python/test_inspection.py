@@ -84,8 +84,72 @@ def test_plot_network_renders_with_and_without_data(tmp_path, kw):
     assert (tmp_path / "net2.png").read_bytes()[:8] == PNG
     with pytest.raises(TypeError, match="plot_network"):
         kancore.plot_network(torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="max_edges"):
-        kancore.plot_network(model, max_edges=3)
+    # Past max_edges, each layer keeps its most important edges (an equal share, at least one)
+    # and the title says so; nothing raises.
+    small = kancore.plot_network(model, x, max_edges=3)
+    lines = small.get_axes()[0].get_lines()
+    assert len(lines) == 3 * 3  # shares: 3 // 2 = 1 edge of the second layer, then 2 of the first
+    first = np.sort(scales.T.reshape(-1))[::-1][:2] / scales.max()
+    np.testing.assert_allclose(sorted(line.get_alpha() for line in lines[:6:3]),
+                               sorted(0.08 + 0.92 * first), rtol=1e-6)
+    assert any("the 3 most important of 9 edges" in t.get_text() for t in small.get_axes()[0].texts)
+
+
+def _texts(fig):
+    return [t.get_text() for t in fig.get_axes()[0].texts]
+
+
+def test_plot_network_labels_nodes_and_stays_bounded(tmp_path):
+    torch.manual_seed(0)
+    model = KAN([4, 8, 8, 1], kind="c0", num_control_points=8)
+    fig = kancore.plot_network(model, save_path=str(tmp_path / "n.png"))
+    texts = _texts(fig)
+    for name in ["x0", "x1", "x2", "x3", "y0"]:
+        assert name in texts
+    assert texts.count("7") == 2 and texts.count("0") == 2  # two hidden layers of 8, by index
+    ax = fig.get_axes()[0]
+    assert len(ax.get_lines()) == (32 + 64 + 8) * 3  # every edge is drawn (104 <= 128)
+    assert not any("most important" in t for t in texts)
+    w, h = fig.get_size_inches()
+    assert w <= 24 and h <= 24
+    # Thumbnails are sized to the figure: each box at least 0.45 in wide, none wider than its slot.
+    boxes = [p for p in ax.patches]
+    assert len(boxes) == 104
+    inches_per_unit = w / (ax.get_xlim()[1] - ax.get_xlim()[0])
+    assert min(b.get_width() for b in boxes) * inches_per_unit >= 0.45
+    fig = kancore.plot_network(model, in_vars=["age", "sex", "bmi", "bp"], out_vars=["progression"])
+    texts = _texts(fig)
+    assert {"age", "sex", "bmi", "bp", "progression"} <= set(texts) and "x0" not in texts
+    with pytest.raises(ValueError, match="expected 4 in_vars, got 3"):
+        kancore.plot_network(model, in_vars=["a", "b", "c"])
+    with pytest.raises(ValueError, match="expected 1 out_vars, got 2"):
+        kancore.plot_network(model, out_vars=["a", "b"])
+    # A wide network: bounded size, the most important edges per layer, and the title says so.
+    big = KAN([64, 32, 1], kind="c0", num_control_points=4)
+    fig = kancore.plot_network(big)
+    w, h = fig.get_size_inches()
+    assert w <= 24 and h <= 24
+    assert any("the 128 most important of 2080 edges" in t for t in _texts(fig))
+    # The 32-edge output layer is under its share (64): all drawn; the first layer gets the rest.
+    assert len(fig.get_axes()[0].patches) == 128
+    fig.savefig(tmp_path / "big.png", dpi=40)
+
+
+def test_feature_names_on_kanlinear_and_kan():
+    layer = KANLinear(2, 2, grid_size=3)
+    fig = layer.visualize_all_mappings(in_vars=["u", "v"], out_vars=["p", "q"])
+    assert [ax.get_title() for ax in fig.get_axes()] == ["u → p", "u → q", "v → p", "v → q"]
+    assert fig.get_axes()[3].get_xlabel() == "v"
+    with pytest.raises(ValueError, match="expected 2 in_vars, got 1"):
+        layer.visualize_all_mappings(in_vars=["u"])
+    model = KAN([2, 3, 1], kind="c0", num_control_points=4)
+    fig = model.visualize_all_mappings(layer=-1, in_vars=["h0", "h1", "h2"], out_vars=["y"])
+    assert [ax.get_title() for ax in fig.get_axes()] == ["h0 → y", "h1 → y", "h2 → y"]
+    big = KANLinear(20, 10, grid_size=3)
+    fig = big.visualize_all_mappings(max_edges=12)
+    imp = big.edge_importance()
+    top = np.argsort(-imp.T.reshape(-1), kind="stable")[:12]
+    assert [ax.get_title() for ax in fig.get_axes()] == [f"In {j // 10} → Out {j % 10}" for j in top]
 
 
 def test_kan_visualize_all_mappings_picks_a_layer(tmp_path):
