@@ -3,7 +3,8 @@
 #include "kancore/model_io.hpp"
 
 #include <algorithm>
-#include <atomic>
+#include <cstdio>
+#include <random>
 #include <bit>
 #include <cerrno>
 #include <cmath>
@@ -390,15 +391,35 @@ Network deserialize(const void* data, std::size_t size) {
   return net;
 }
 
+// std::string carries an embedded NUL, the C file API stops at it: a different file would be used.
+static void check_no_nul(const std::string& path) {
+  if (path.find('\0') != std::string::npos) {
+    throw std::invalid_argument("kancore: expected a file path without NUL characters");
+  }
+}
+
 void save(const Network& net, const std::string& path) {
   if (path.empty()) throw std::invalid_argument("kancore: save: expected a file path, got an empty string");
+  check_no_nul(path);
   const std::string bytes = serialize(net);
-  static std::atomic<unsigned> counter{0};
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   // 0666 & ~umask, as a plain open() would give; an existing file keeps its own mode.
   struct stat old{};
   const bool replacing = ::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode);
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  // A short random name in the target's directory (the rename must not cross filesystems):
+  // derived from `path` it could exceed NAME_MAX for a long file name, or meet a stale file.
+  std::string tmp;
+  int fd = -1;
+  {
+    const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    std::random_device rd;
+    for (int attempt = 0; attempt < 64 && fd < 0; ++attempt) {
+      char name[40];
+      std::snprintf(name, sizeof name, ".kancore-%08x%08x.tmp", rd(), rd());
+      tmp = (dir / name).string();
+      fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd < 0 && errno != EEXIST) break;
+    }
+  }
   if (fd < 0) throw std::runtime_error("kancore: cannot create " + tmp + ": " + std::strerror(errno));
   bool open = true;
   try {
@@ -430,6 +451,7 @@ void save(const Network& net, const std::string& path) {
 }
 
 Network load(const std::string& path) {
+  check_no_nul(path);
   // A directory opens as a stream on Linux and reports an absurd size: require a regular file.
   std::error_code ec;
   const auto st = std::filesystem::status(path, ec);

@@ -253,6 +253,30 @@ TEST(ModelIO, CorruptKancoreFilesAreNotForeign) {
   expect_corrupt(join(h.substr(0, h.size() - 2) + "x}", d), "header");  // bad JSON at the end
 }
 
+TEST(ModelIO, SavesUnderLongNames) {
+  Network net(small_config(DType::float32, false), 4);
+  const fs::path dir = temp_dir("names");
+  // 240 characters: a temporary name derived from it would pass NAME_MAX (255).
+  const std::string path = (dir / (std::string(230, 'm') + ".safetensors")).string();
+  kancore::save(net, path);
+  Network back = kancore::load(path);
+  EXPECT_TRUE(same_tensors(back, net));
+  std::size_t left = 0;  // no temporary file stays behind
+  for (const auto& e : fs::directory_iterator(dir)) left += e.path().filename().string().rfind(".kancore-", 0) == 0;
+  EXPECT_EQ(left, 0u);
+}
+
+TEST(ModelIO, RefusesPathsWithNul) {
+  Network net(small_config(DType::float32, false), 4);
+  const fs::path dir = temp_dir("nul");
+  const std::string good = (dir / "m.safetensors").string();
+  const std::string bad = good + std::string("\0.txt", 5);
+  EXPECT_THROW(kancore::save(net, bad), std::invalid_argument);
+  EXPECT_FALSE(fs::exists(good));
+  kancore::save(net, good);
+  EXPECT_THROW(kancore::load(bad), std::invalid_argument);
+}
+
 TEST(ModelIO, RejectsEveryTruncation) {
   Network net(small_config(DType::float32, true), 2);
   const std::string file = serialize(net);

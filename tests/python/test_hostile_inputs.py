@@ -191,3 +191,11 @@ def test_wide_but_representable_widths_still_work():
     y = kancore.functional.c0_forward(np.ones((3, 2)), np.ones((2, 4, 2)), spline_width=1e30)
     assert np.isfinite(y).all()
     assert torch.isfinite(KANLayer(2, 2, spline_width=1e-30, dtype=torch.float64)(torch.ones(3, 2, dtype=torch.float64))).all()
+
+
+def test_numpykan_saves_under_a_long_file_name(tmp_path):
+    path = tmp_path / ("m" * 235 + ".safetensors")  # 247 characters, under NAME_MAX
+    net = NumpyKAN([2, 1], seed=3)
+    net.save(path)
+    assert np.array_equal(NumpyKAN.load(path)["layers.0.spline_weight"], net["layers.0.spline_weight"])
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".kancore-")]
