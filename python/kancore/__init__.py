@@ -4,13 +4,14 @@
 Without PyTorch, ``kancore.functional`` runs the same kernels on NumPy arrays and
 ``kancore.NumpyKAN`` trains whole networks natively.
 """
-from ._core import __version__, built_with_cuda
+from ._core import __version__, built_with_cuda, get_num_threads, set_num_threads
 from . import functional
 from .numpy_network import NumpyKAN
 
 __all__ = ["KANLayer", "KANLinear", "KAN", "NumpyKAN", "save", "load", "fit", "Trainer",
            "create_dataset", "count_parameters", "memory_estimate", "mlp_with_same_parameters",
-           "plot_network", "functional", "built_with_cuda", "__version__"]
+           "plot_network", "functional", "built_with_cuda", "get_num_threads", "set_num_threads",
+           "__version__"]
 
 # Names that need torch, and the module defining each (imported on first use).
 _TORCH_CLASSES = {"KANLayer": "kan_layer", "KANLinear": "kan_linear", "KAN": "kan_linear",
