@@ -12,10 +12,13 @@ Configurations (thread counts): ``default`` (nothing set), ``1`` (``OMP_NUM_THRE
 ``kancore.set_num_threads(1)`` / ``torch.set_num_threads(1)`` where they exist), and
 ``kancore=N`` (only ``kancore.set_num_threads(N)``; needs a kancore that has it).
 With ``--busy`` every configuration is also run while a busy-loop process (pure Python
-``while True``, one core) competes for the machine. The table shows milliseconds per call and
-the ratio default / 1 thread (> 1: the default is slower).
+``while True``, one core) competes for the machine. The configurations run in turn, ``--rounds``
+times over (so a change in other processes' load hits them alike); each cell is the fastest
+round's median. The table shows milliseconds per call and the ratio to 1 thread (> 1: slower
+than one thread). The 1-minute load average is printed: on a machine others use, "idle" only
+means no busy loop of ours.
 
-    python benchmarks/bench_threads.py [--busy] [--torch-first] [--target 0.5] [--json out.json]
+    python benchmarks/bench_threads.py [--busy] [--torch-first] [--rounds 3] [--json out.json]
 """
 from __future__ import annotations
 
@@ -114,6 +117,7 @@ def main() -> None:
     ap.add_argument("--busy", action="store_true", help="also run with a busy-loop process competing")
     ap.add_argument("--torch-first", action="store_true", help="import torch before kancore")
     ap.add_argument("--configs", default="default,1", help="comma-separated: default, 1, kancore=N")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of every configuration, in turn")
     ap.add_argument("--json", help="write the raw figures here")
     args = ap.parse_args()
     if args.child:
@@ -121,6 +125,8 @@ def main() -> None:
         return
 
     configs = args.configs.split(",")
+    with open("/proc/loadavg") as f:
+        load0 = f.read().split()[0]
     scenarios = ["idle"] + (["busy"] if args.busy else [])
     results = {}
     for scenario in scenarios:
@@ -129,8 +135,12 @@ def main() -> None:
             hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
             time.sleep(0.5)
         try:
-            for config in configs:
-                results[(scenario, config)] = run_child(config, args)
+            for _ in range(args.rounds):
+                for config in configs:
+                    res = run_child(config, args)
+                    best = results.setdefault((scenario, config), res)
+                    for case in CASES:
+                        best[case] = min(best[case], res[case])
         finally:
             if hog is not None:
                 hog.kill()
@@ -138,8 +148,8 @@ def main() -> None:
 
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"cpus: {os.cpu_count()}  load average (1 min) at the end: {load}  "
-          f"torch first: {args.torch_first}")
+    print(f"cpus: {os.cpu_count()}  load average (1 min) at the start: {load0}, at the end: {load}  "
+          f"torch first: {args.torch_first}  rounds: {args.rounds}")
     for scenario in scenarios:
         base = results.get((scenario, "1"))
         head = f"| {scenario:<32} |" + "".join(f" {c + ' ms':>12} |" for c in configs)
