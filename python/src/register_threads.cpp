@@ -12,6 +12,9 @@ namespace py = pybind11;
 namespace kancore::python {
 
 void register_threads(py::module_& m) {
+  // The signatures are written out: n is taken as an object to check its type here.
+  py::options options;
+  options.disable_function_signatures();
   m.def(
       "set_num_threads",
       [](const py::object& n) {
@@ -33,6 +36,7 @@ void register_threads(py::module_& m) {
         kancore::set_num_threads(static_cast<int>(v));
       },
       py::arg("n"),
+      "set_num_threads(n: int) -> None\n\n"
       "Set the largest number of threads kancore's CPU kernels use (n >= 1), for the whole\n"
       "process. kancore keeps its own count: it does not follow torch.set_num_threads, and\n"
       "torch.set_num_threads does not change it. Default: OMP_NUM_THREADS when set, else the\n"
@@ -41,7 +45,9 @@ void register_threads(py::module_& m) {
       "On a busy machine, or when several processes share the cores, set_num_threads(1) is\n"
       "often fastest (see README, 'Threads').");
   m.def("get_num_threads", &kancore::get_num_threads,
-        "The largest number of threads kancore's CPU kernels use (see set_num_threads).");
+        "get_num_threads() -> int\n\n"
+        "The largest number of threads kancore's CPU kernels use: kancore's own count, not\n"
+        "torch.get_num_threads() (see set_num_threads).");
 }
 
 }  // namespace kancore::python
