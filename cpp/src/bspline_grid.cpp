@@ -17,6 +17,7 @@
 
 #include "bspline_basis.hpp"
 #include "dispatch_common.hpp"
+#include "threads.hpp"
 #include "kancore/bspline_layer.hpp"
 
 namespace kancore::bspline {
@@ -145,7 +146,7 @@ GridFitReport update_grid_typed(const Shape& s, const T* x, const T* knots, cons
   std::int64_t kept = 0, skipped = 0;
   bool failed = false;
   std::int64_t failed_feature = -1;
-#pragma omp parallel reduction(+ : kept, skipped)
+#pragma omp parallel reduction(+ : kept, skipped) num_threads(internal::threads_for(N * I * O))
   {
     FeatureFit fit(C, C, k, O);
     std::vector<double> xs, t_old(nk), t_new(nk);
@@ -220,7 +221,7 @@ void refine_typed(const Shape& s, const T* knots, const T* W, std::int64_t G2, T
   check_knots(knots, I, nk);
   bool failed = false;
   std::int64_t failed_feature = -1;
-#pragma omp parallel
+#pragma omp parallel num_threads(internal::threads_for(I * O * (C + C2)))
   {
     FeatureFit fit(C2, C, k, O);
     std::vector<double> t_old(nk), t_new(nk2);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dispatch_common.hpp"
+#include "threads.hpp"
 
 namespace kancore::c0 {
 namespace {
@@ -148,7 +149,7 @@ DomainFitReport fit_domain_typed(const Shape& s, const T* x, const T* table, con
   std::atomic<std::int64_t> kept{0}, skipped{0}, outside{0};
   std::atomic<bool> failed{false};
   std::string error;
-#pragma omp parallel for schedule(dynamic, 1) if (N * I * O >= (std::int64_t{1} << 16))
+#pragma omp parallel for schedule(dynamic, 1) num_threads(internal::threads_for(N * I * O))
   for (std::int64_t i = 0; i < I; ++i) {
     if (failed.load()) continue;
     try {
@@ -212,7 +213,7 @@ void refine_typed(const Shape& s, const T* table, std::int64_t Kn, T* new_table)
   const std::int64_t I = s.in, O = s.out, K = s.num_control_points;
   const double W = s.spline_width;
   const std::vector<double> xs = domain_samples(W, K, Kn, 1.0, 0.0);
-#pragma omp parallel for schedule(static) if (I * O * (K + Kn) >= (std::int64_t{1} << 16))
+#pragma omp parallel for schedule(static) num_threads(internal::threads_for(I * O * (K + Kn)))
   for (std::int64_t i = 0; i < I; ++i) {
     const Feature<T> old_f{table + i * K * O, K, O, W, 1.0, 0.0};
     fit_column(old_f, xs, Kn, 1.0, 0.0, 0.0, new_table + i * Kn * O);

@@ -22,6 +22,7 @@
 #include "bspline_basis.hpp"
 #include "c0_segment.hpp"
 #include "dispatch_common.hpp"
+#include "threads.hpp"
 
 namespace kancore::reg {
 namespace {
@@ -329,7 +330,8 @@ struct Want {
 template <class T, class Edge>
 double run(const Edge& edge, std::int64_t B, std::int64_t in, std::int64_t out, const T* x,
            const EdgeScaleOptions& opt, const Want& want, T* grad_x, T* scales, bool& nonfinite) {
-  const int threads = std::max(1, omp_get_max_threads());
+  // Each (b, i, o) evaluates an edge: about four grain units.
+  const int threads = in > 1 ? internal::threads_for(4 * B * in * out) : 1;
   // Per-thread scratch, allocated up front: nothing inside the parallel regions may throw.
   std::vector<typename Edge::Scratch> scratch;
   scratch.reserve(threads);
@@ -338,11 +340,10 @@ double run(const Edge& edge, std::int64_t B, std::int64_t in, std::int64_t out, 
   // Per-edge statistics, stored input-major ([i * out + o]) so each input's row is contiguous.
   std::vector<double> mean_x(in), std_x(in), mean_phi(in * out), std_phi(in * out);
   std::vector<unsigned char> bad(in, 0);
-  const bool parallel = static_cast<double>(B) * in * out >= 16384.0 && in > 1;
   const double n = static_cast<double>(B);
 
   // Pass 1: Welford over the batch (stable, exact 0 for a constant edge) per input column.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (std::int64_t i = 0; i < in; ++i) {
     const int tid = omp_get_thread_num();
     auto& s = scratch[tid];
@@ -409,7 +410,7 @@ double run(const Edge& edge, std::int64_t B, std::int64_t in, std::int64_t out, 
   }
 
   // Pass 2: recompute phi per (b, i) and scatter.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (std::int64_t i = 0; i < in; ++i) {
     auto& s = scratch[omp_get_thread_num()];
     edge.begin(i, s);

@@ -10,6 +10,8 @@ With PyTorch
     count_parameters / memory_estimate / mlp_with_same_parameters / plot_network (inspection).
 Without PyTorch
     NumpyKAN (networks trained in C++), functional (the kernels on NumPy arrays).
+Both
+    set_num_threads / get_num_threads: the CPU kernels' thread count (see the README, "Threads").
 
 The package's modules form layers, each importing only from those below it:
 ``_ops`` (native calls) < ``kan_layer``, ``kan_linear`` (layers) < ``network`` (``KAN``) <
@@ -18,7 +20,7 @@ one is drawn.
 """
 from typing import TYPE_CHECKING, Any, List
 
-from ._core import __version__, built_with_cuda
+from ._core import __version__, built_with_cuda, get_num_threads, set_num_threads
 from . import functional
 from .numpy_network import NumpyKAN
 
@@ -42,7 +44,8 @@ _TORCH_NAMES = {"KANLayer": "kan_layer", "C0GridReport": "kan_layer",
 
 __all__ = ["KANLayer", "KANLinear", "KAN", "C0GridReport", "GridUpdateReport", "NumpyKAN", "save", "load",
            "fit", "Trainer", "create_dataset", "count_parameters", "memory_estimate",
-           "mlp_with_same_parameters", "plot_network", "functional", "built_with_cuda", "__version__"]
+           "mlp_with_same_parameters", "plot_network", "functional", "built_with_cuda", "get_num_threads",
+           "set_num_threads", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

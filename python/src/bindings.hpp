@@ -16,6 +16,7 @@ void register_c0_grid(pybind11::module_& m);
 void register_bspline(pybind11::module_& m);
 void register_regularizers(pybind11::module_& m);
 void register_network(pybind11::module_& m);
+void register_threads(pybind11::module_& m);
 
 // The dtype named by kancore/_ops.py ("float32" or "float64").
 inline DType dtype_named(const std::string& name) {

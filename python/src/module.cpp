@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
   kancore::python::register_bspline(m);
   kancore::python::register_regularizers(m);
   kancore::python::register_network(m);
+  kancore::python::register_threads(m);
 }

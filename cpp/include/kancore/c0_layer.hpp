@@ -49,9 +49,9 @@ void validate(const Shape& shape, DType dtype);
 
 // Bytes of workspace a call on `device` needs. Pass at least this many; backward_workspace_bytes
 // covers every backward call (backward, backward_input, backward_table). On the CPU the gather
-// forward needs none and its backward needs sort scratch for each OpenMP thread (about
-// min(batch, 2048) * (192 + 48 * sizeof(T)) bytes per thread); a smaller workspace that still
-// holds one thread's share runs on fewer threads.
+// forward needs none and its backward needs sort scratch for each thread the call would use
+// (kancore/threading.hpp; about min(batch, 2048) * (192 + 48 * sizeof(T)) bytes per thread); a
+// smaller workspace that still holds one thread's share runs on fewer threads.
 std::size_t forward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
 std::size_t backward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
 

@@ -8,6 +8,7 @@
 #include "kancore/model_io.hpp"
 #include "kancore/network.hpp"
 #include "kancore/regularizers.hpp"
+#include "kancore/threading.hpp"
 #include "kancore/training.hpp"
 #include "kancore/types.hpp"
 #include "kancore/version.hpp"

@@ -20,6 +20,7 @@
 #include <Eigen/Core>
 #include <omp.h>
 
+#include "../threads.hpp"
 #include "bspline_knot_plan.hpp"
 #include "simd.hpp"
 
@@ -42,9 +43,9 @@ constexpr int kMaxBucketTaps = 6;           // orders up to 5 keep a table tile 
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
-// Below this many multiply-adds a call runs on one thread: waking the OpenMP team costs more.
-bool worth_parallel(const Shape& s) {
-  return s.batch * s.in * s.out * (s.order + 1) >= (std::int64_t{1} << 16);
+// Threads for a call: one per grain of multiply-adds (small calls run on one thread).
+int threads_of(const Shape& s) {
+  return internal::threads_for(s.batch * s.in * s.out * (s.order + 1));
 }
 
 template <class T>
@@ -172,7 +173,7 @@ __attribute__((optimize("no-tree-vectorize"))) void tile_by_bucket(
 template <class T>
 void build_table(const Shape& s, const T* W, const T* scaler, T* table) {
   const std::int64_t I = s.in, O = s.out, C = s.num_coefficients();
-#pragma omp parallel for schedule(static) if (I * C * O >= (std::int64_t{1} << 16))
+#pragma omp parallel for schedule(static) num_threads(internal::threads_for(I * C * O))
   for (std::int64_t i = 0; i < I; ++i) {
     T* ti = table + i * C * O;
     for (std::int64_t o = 0; o < O; ++o) {
@@ -183,21 +184,23 @@ void build_table(const Shape& s, const T* W, const T* scaler, T* table) {
   }
 }
 
-// Calls fn(begin, end) on [0, n) split into one contiguous block per OpenMP thread.
+// Calls fn(begin, end) on [0, n) in fixed blocks of kSplitRows rows (the last one shorter),
+// spread over the threads. The blocks do not depend on the thread count, so every row goes
+// through the same GEMM call (Eigen's kernels sum a row differently by its place in a block):
+// results are bitwise identical for any count.
+constexpr std::int64_t kSplitRows = 256;
+
 template <class Fn>
 void split_rows(std::int64_t n, std::int64_t work_per_row, Fn&& fn) {
-  const bool parallel = n * work_per_row >= (std::int64_t{1} << 18);
-#pragma omp parallel if (parallel)
-  {
-    const std::int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const std::int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-    if (end > begin) fn(begin, end);
-  }
+  const std::int64_t blocks = ceil_div(n, kSplitRows);
+  // A quarter of a grain per multiply-add: Eigen's GEMM blocks run near peak.
+#pragma omp parallel for schedule(static) num_threads(internal::threads_for(n * work_per_row / 4))
+  for (std::int64_t b = 0; b < blocks; ++b) fn(b * kSplitRows, std::min(n, (b + 1) * kSplitRows));
 }
 
 template <class T>
 void silu_rows(std::int64_t n, const T* x, T* out) {
-#pragma omp parallel for schedule(static) if (n >= (std::int64_t{1} << 15))
+#pragma omp parallel for schedule(static) num_threads(internal::threads_for(2 * n))
   for (std::int64_t j = 0; j < n; ++j) out[j] = x[j] * sigmoid(x[j]);
 }
 
@@ -382,7 +385,7 @@ void forward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* W
   const std::int64_t IB = std::clamp<std::int64_t>(kPatch / taps, 1, kMaxInBlock);
   const std::int64_t row_blocks = ceil_div(N, kRows), out_chunks = ceil_div(O, kOutChunk);
   const bool bucketed = taps <= kMaxBucketTaps;
-#pragma omp parallel if (worth_parallel(s))
+#pragma omp parallel num_threads(threads_of(s))
   {
   // Scratch per thread, allocated once per call (not per work item).
   std::vector<T> w_store(kRows * kPatch);
@@ -481,7 +484,7 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
   const bool bucketed = taps <= kMaxBucketTaps;
   const std::int64_t full_tiles_end = bucketed ? (O / OT) * OT : 0;  // the rest goes row by row
   if (gx || need_table_grad) {
-#pragma omp parallel if (worth_parallel(s))
+#pragma omp parallel num_threads(threads_of(s))
     {
     // Scratch per thread, allocated once per call: basis values and slopes of one input over
     // a row chunk (evaluated before the row loop), then the chunk's rows grouped by interval.
@@ -566,7 +569,7 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
       split_rows(N, I * O, [&](std::int64_t r0, std::int64_t r1) {
         E.middleRows(r0, r1 - r0).noalias() = GY.middleRows(r0, r1 - r0) * B;
       });
-#pragma omp parallel for schedule(static) if (N * I >= (std::int64_t{1} << 15))
+#pragma omp parallel for schedule(static) num_threads(internal::threads_for(2 * N * I))
       for (std::int64_t j = 0; j < N * I; ++j) {
         const T xv = x[j], sg = sigmoid(xv);
         gx[j] += ebase[j] * sg * (T(1) + xv * (T(1) - sg));
@@ -578,7 +581,7 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
 
   // Spline parameters from the gradient table: d/dW = dtable * scaler, d/dscaler = sum_c dtable W.
   if (need_table_grad) {
-#pragma omp parallel for schedule(static) if (I * C * O >= (std::int64_t{1} << 16))
+#pragma omp parallel for schedule(static) num_threads(internal::threads_for(I * C * O))
     for (std::int64_t o = 0; o < O; ++o) {
       for (std::int64_t i = 0; i < I; ++i) {
         const T* gti = gtable + i * C * O + o;

@@ -13,7 +13,8 @@ template <class T>
 void backward_input_gather(const Shape& s, const T* x, const T* table, const T* grad_y, T* grad_x);
 // The table gradient sorts rows by interval in per-thread scratch taken from ws: at least
 // backward_scratch_bytes_gather (one thread; 0: none needed) plus 64 bytes of alignment slack;
-// as many threads run as have room (backward_workspace_bytes_gather: all of omp_get_max_threads).
+// as many threads run as have room (backward_workspace_bytes_gather: room for every thread the
+// call would use, kancore/threading.hpp).
 std::size_t backward_scratch_bytes_gather(const Shape& s, std::size_t elem);
 std::size_t backward_workspace_bytes_gather(const Shape& s, std::size_t elem);
 template <class T>

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "../c0_segment.hpp"
+#include "../threads.hpp"
 #include "c0_cpu.hpp"
 #include "kancore/csr.hpp"
 
@@ -55,7 +56,7 @@ csr::Matrix<T> build(const Shape& s, const T* x, std::int64_t* row_ptr, std::int
                      T* values, bool skip_nonfinite) {
   const std::int64_t N = s.batch, I = s.in, K = s.num_control_points;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-#pragma omp parallel for schedule(static) if (s.batch * s.in * s.out >= (std::int64_t{1} << 16))
+#pragma omp parallel for schedule(static) num_threads(internal::threads_for(s.batch * s.in * s.out))
   for (std::int64_t b = 0; b < N; ++b) {
     row_ptr[b + 1] = (b + 1) * 2 * I;
     for (std::int64_t i = 0; i < I; ++i) {
@@ -104,7 +105,7 @@ void backward_input_csr(const Shape& s, const T* x, const T* table, const T* gra
   csr::sddmm(a, grad_y, table, s.out, dots);
   const T slope = make_grid<T>(s.num_control_points, s.spline_width).slope;
   const std::int64_t n = s.batch * s.in;
-#pragma omp parallel for schedule(static) if (s.batch * s.in * s.out >= (std::int64_t{1} << 16))
+#pragma omp parallel for schedule(static) num_threads(internal::threads_for(s.batch * s.in * s.out))
   for (std::int64_t j = 0; j < n; ++j) {
     const T xv = x[j];
     grad_x[j] = (xv != xv) ? xv : (dots[2 * j + 1] - dots[2 * j]) * slope;

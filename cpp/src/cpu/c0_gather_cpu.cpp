@@ -21,6 +21,7 @@
 #endif
 
 #include "../c0_segment.hpp"
+#include "../threads.hpp"
 #include "c0_cpu.hpp"
 #include "simd.hpp"
 
@@ -45,9 +46,8 @@ constexpr std::size_t kSliceBytes = 512 * 1024;     // table slice meant to stay
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
-// Below this many multiply-adds a call runs on one thread: waking the OpenMP team costs more.
-constexpr std::int64_t kParallelMinWork = std::int64_t{1} << 16;
-inline bool worth_parallel(const Shape& s) { return s.batch * s.in * s.out >= kParallelMinWork; }
+// Threads for a call: one per grain of multiply-adds (small calls run on one thread).
+inline int threads_of(const Shape& s) { return internal::threads_for(s.batch * s.in * s.out); }
 
 // Inputs per slice so that (inputs x K x out-chunk) elements fit in kSliceBytes.
 std::int64_t in_block(std::int64_t K, std::int64_t O, std::size_t elem) {
@@ -234,7 +234,7 @@ void forward_gather(const Shape& s, const T* x, const T* table, T* y) {
   const std::int64_t row_blocks = ceil_div(N, kRows), out_chunks = ceil_div(O, kOutChunk);
   bool any_nonfinite = false;
 
-#pragma omp parallel for collapse(2) schedule(static) reduction(|| : any_nonfinite) if (worth_parallel(s))
+#pragma omp parallel for collapse(2) schedule(static) reduction(|| : any_nonfinite) num_threads(threads_of(s))
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
     for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
       const std::int64_t b0 = rb * kRows, nb = std::min(kRows, N - b0);
@@ -275,7 +275,7 @@ template <class T>
 void add_nonfinite_limits(const Shape& s, const T* x, const T* table, T* y) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-#pragma omp parallel for schedule(static) if (worth_parallel(s))
+#pragma omp parallel for schedule(static) num_threads(threads_of(s))
   for (std::int64_t b = 0; b < N; ++b) {
     for (std::int64_t i = 0; i < I; ++i) {
       std::int64_t k;
@@ -302,7 +302,7 @@ void backward_input_gather(const Shape& s, const T* x, const T* table, const T* 
   const std::int64_t IB = std::clamp<std::int64_t>(static_cast<std::int64_t>(kSliceBytes / per_input), 1, kMaxInBlock);
   const std::int64_t row_blocks = ceil_div(N, kRows), in_blocks = ceil_div(I, IB);
 
-#pragma omp parallel for collapse(2) schedule(static) if (worth_parallel(s))
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads_of(s))
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
     for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
       const std::int64_t b0 = rb * kRows, b1 = std::min(N, b0 + kRows);
@@ -335,7 +335,7 @@ template <class T>
 void backward_table_scatter(const Shape& s, const T* x, const T* grad_y, T* grad_table) {
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   const Grid<T> g = make_grid<T>(K, s.spline_width);
-#pragma omp parallel for schedule(static) if (worth_parallel(s))
+#pragma omp parallel for schedule(static) num_threads(threads_of(s))
   for (std::int64_t i = 0; i < I; ++i) {
     T* dC = grad_table + i * K * O;
     for (std::int64_t j = 0; j < K * O; ++j) dC[j] = T(0);
@@ -613,9 +613,9 @@ void sorted_backward(const Shape& s, const T* x, const T* table, const T* grad_y
   int fit = 0;
   std::byte* scratch = aligned_start(ws, ws_bytes, per_thread, fit);
   if (fit < 1) throw std::invalid_argument("kancore: workspace too small for the C0 backward");
-  const int threads = std::min(omp_get_max_threads(), fit);
+  const int threads = std::min(threads_of(s), fit);
 
-#pragma omp parallel num_threads(threads) if (worth_parallel(s))
+#pragma omp parallel num_threads(threads)
   {
     SortScratch<T> sc(s, scratch + static_cast<std::size_t>(omp_get_thread_num()) * per_thread);
     std::int32_t* key = sc.key;
@@ -718,7 +718,7 @@ std::size_t backward_scratch_bytes_gather(const Shape& s, std::size_t elem) {
 std::size_t backward_workspace_bytes_gather(const Shape& s, std::size_t elem) {
   const std::size_t per_thread = backward_scratch_bytes_gather(s, elem);
   if (per_thread == 0) return 0;
-  const int threads = worth_parallel(s) ? omp_get_max_threads() : 1;
+  const int threads = threads_of(s);
   return 64 + per_thread * static_cast<std::size_t>(threads);  // 64: room to align the start
 }
 

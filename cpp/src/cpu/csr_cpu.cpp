@@ -5,6 +5,8 @@
 
 #include "kancore/csr.hpp"
 
+#include "../threads.hpp"
+
 namespace kancore::csr {
 
 template <class T>
@@ -27,12 +29,9 @@ void check(const Matrix<T>& a) {
   }
 }
 
-// Below this much work a product runs on one thread: waking the OpenMP team costs more.
-constexpr std::int64_t kParallelMinWork = std::int64_t{1} << 16;
-
 template <class T>
 void spmm(const Matrix<T>& a, const T* dense, std::int64_t n, T* out) {
-#pragma omp parallel for schedule(dynamic, 16) if (a.row_ptr[a.rows] * n >= kParallelMinWork)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(internal::threads_for(a.row_ptr[a.rows] * n))
   for (std::int64_t r = 0; r < a.rows; ++r) {
     T* __restrict o = out + r * n;
     for (std::int64_t j = 0; j < n; ++j) o[j] = T(0);
@@ -67,7 +66,7 @@ void transpose(const Matrix<T>& a, std::int64_t* t_row_ptr, std::int64_t* t_col_
 
 template <class T>
 void sddmm(const Matrix<T>& a, const T* left, const T* right, std::int64_t n, T* out) {
-#pragma omp parallel for schedule(dynamic, 16) if (a.row_ptr[a.rows] * n >= kParallelMinWork)
+#pragma omp parallel for schedule(dynamic, 16) num_threads(internal::threads_for(a.row_ptr[a.rows] * n))
   for (std::int64_t r = 0; r < a.rows; ++r) {
     const T* __restrict l = left + r * n;
     for (std::int64_t p = a.row_ptr[r]; p < a.row_ptr[r + 1]; ++p) {
