@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -19,6 +22,7 @@
 #include "dispatch_common.hpp"
 #include "threads.hpp"
 #include "kancore/bspline_layer.hpp"
+#include "parallel_errors.hpp"
 
 namespace kancore::bspline {
 namespace {
@@ -118,6 +122,9 @@ class FeatureFit {
   std::vector<double> band_, cross_, rhs_, wi_;
 };
 
+template <class T>
+constexpr double kTypeMax = static_cast<double>(std::numeric_limits<T>::max());
+
 // Checked before any parallel region (an exception must not escape one).
 template <class T>
 void check_knots(const T* knots, std::int64_t in, std::int64_t n) {
@@ -128,6 +135,24 @@ void check_knots(const T* knots, std::int64_t in, std::int64_t n) {
         fail("expected finite, non-decreasing knots, got a bad grid row " + std::to_string(i));
       }
     }
+  }
+}
+
+// One thread's least-squares scratch: the banded normal matrix, the dense cross matrix
+// (C_new x C_old), right-hand sides, and the samples. Refused up front when absurd (a grid of
+// 2^16 intervals asks for 34 GB per thread), before any allocation.
+void check_scratch(const char* what, std::int64_t C_new, std::int64_t C_old, std::int64_t k, std::int64_t O,
+                   std::int64_t N) {
+  constexpr double kLimit = 1ull << 31;  // 2 GiB per thread
+  const double bytes = 8.0 * (static_cast<double>(C_new) * static_cast<double>(k + 1) +
+                              static_cast<double>(C_new) * static_cast<double>(C_old) +
+                              static_cast<double>(C_new + C_old) * static_cast<double>(O) + static_cast<double>(N));
+  if (bytes > kLimit) {
+    char gib[32];
+    std::snprintf(gib, sizeof gib, "%.3g", bytes / (1ull << 30));
+    fail(std::string(what) + ": expected a grid whose least-squares scratch fits in 2 GiB per thread, got one "
+         "needing " + gib + " GiB (" + std::to_string(C_new) + " x " + std::to_string(C_old) +
+         " coefficients): use a smaller grid_size");
   }
 }
 
@@ -146,13 +171,22 @@ GridFitReport update_grid_typed(const Shape& s, const T* x, const T* knots, cons
   std::int64_t kept = 0, skipped = 0;
   bool failed = false;
   std::int64_t failed_feature = -1;
+  check_scratch("update_grid", C, C, k, O, N);
+  internal::RegionErrors errors;  // a failed allocation must not escape the region (terminate)
 #pragma omp parallel reduction(+ : kept, skipped) num_threads(internal::threads_for(N * I * O))
   {
-    FeatureFit fit(C, C, k, O);
-    std::vector<double> xs, t_old(nk), t_new(nk);
+    std::optional<FeatureFit> fit;
+    std::vector<double> xs, t_old, t_new;
+    errors.run([&] {
+      fit.emplace(C, C, k, O);
+      xs.reserve(static_cast<std::size_t>(N));  // push_back below stays within it
+      t_old.resize(nk);
+      t_new.resize(nk);
+    });
     double vn[kMaxOrder + 1], vo[kMaxOrder + 1], scratch[2 * (kMaxOrder + 1)];
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t i = 0; i < I; ++i) {
+      if (errors.failed()) continue;
       for (std::int64_t j = 0; j < nk; ++j) t_old[j] = static_cast<double>(knots[i * nk + j]);
       xs.clear();
       for (std::int64_t b = 0; b < N; ++b) {
@@ -173,7 +207,7 @@ GridFitReport update_grid_typed(const Shape& s, const T* x, const T* knots, cons
       const double lo = xs.front(), hi = xs.back();
       double step = (hi - lo + 2.0 * opt.margin) / static_cast<double>(G);
       // A constant feature with no margin would give a zero-width grid: widen it a little.
-      if (!(step > 0.0) || !std::isfinite(step)) step = std::max(std::abs(lo), 1.0) * 1e-3;
+      if (!(step > 0.0)) step = std::max(std::abs(lo), 1.0) * 1e-3;
       for (std::int64_t j = 0; j <= G; ++j) {
         const std::int64_t q = static_cast<std::int64_t>(static_cast<double>(j) * static_cast<double>(n - 1) /
                                                          static_cast<double>(G));
@@ -187,14 +221,24 @@ GridFitReport update_grid_typed(const Shape& s, const T* x, const T* knots, cons
       }
       // Rounding in the mix must not break monotonicity.
       for (std::int64_t j = 1; j < nk; ++j) t_new[j] = std::max(t_new[j], t_new[j - 1]);
+      // Samples near the dtype's limits (or a huge margin) can push the extension knots past
+      // them: refuse the update (nothing is written back) rather than store ±inf knots.
+      if (!(std::isfinite(step) && std::abs(t_new[0]) <= kTypeMax<T> && std::abs(t_new[nk - 1]) <= kTypeMax<T>)) {
+        errors.run([&] {
+          fail("update_grid: the new knots of feature " + std::to_string(i) + " would overflow the dtype "
+               "(samples within a few grid steps of its largest value, or margin too large); the layer is "
+               "unchanged");
+        });
+        continue;
+      }
 
-      fit.reset();
+      fit->reset();
       for (const double v : xs) {
         const std::int64_t fo = detail::eval_basis<double>(t_old.data(), G, k, v, vo, nullptr, scratch);
         const std::int64_t fn = detail::eval_basis<double>(t_new.data(), G, k, v, vn, nullptr, scratch);
-        fit.add(fn, vn, fo, vo);
+        fit->add(fn, vn, fo, vo);
       }
-      if (!fit.solve(opt.ridge, W, new_W, I, i)) {
+      if (!fit->solve(opt.ridge, W, new_W, I, i)) {
 #pragma omp critical(kancore_grid_fail)
         {
           failed = true;
@@ -205,6 +249,7 @@ GridFitReport update_grid_typed(const Shape& s, const T* x, const T* knots, cons
       for (std::int64_t j = 0; j < nk; ++j) new_knots[i * nk + j] = static_cast<T>(t_new[j]);
     }
   }
+  errors.rethrow();
   if (failed) singular("update_grid", failed_feature);
   report.features_kept = kept;
   report.samples_skipped = skipped;
@@ -221,13 +266,21 @@ void refine_typed(const Shape& s, const T* knots, const T* W, std::int64_t G2, T
   check_knots(knots, I, nk);
   bool failed = false;
   std::int64_t failed_feature = -1;
+  check_scratch("refine", C2, C, k, O, 0);
+  internal::RegionErrors errors;  // a failed allocation must not escape the region (terminate)
 #pragma omp parallel num_threads(internal::threads_for(I * O * (C + C2)))
   {
-    FeatureFit fit(C2, C, k, O);
-    std::vector<double> t_old(nk), t_new(nk2);
+    std::optional<FeatureFit> fit;
+    std::vector<double> t_old, t_new;
+    errors.run([&] {
+      fit.emplace(C2, C, k, O);
+      t_old.resize(nk);
+      t_new.resize(nk2);
+    });
     double vn[kMaxOrder + 1], vo[kMaxOrder + 1], scratch[2 * (kMaxOrder + 1)];
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t i = 0; i < I; ++i) {
+      if (errors.failed()) continue;
       for (std::int64_t j = 0; j < nk; ++j) t_old[j] = static_cast<double>(knots[i * nk + j]);
       // New core knots at fractional positions j G / G2 of the old core knots (piecewise linear):
       // when G2 is a multiple of G every old knot is among them.
@@ -245,7 +298,7 @@ void refine_typed(const Shape& s, const T* knots, const T* W, std::int64_t G2, T
         t_new[k - j] = t_new[k] - static_cast<double>(j) * h_lo * static_cast<double>(G) / static_cast<double>(G2);
         t_new[G2 + k + j] = t_new[G2 + k] + static_cast<double>(j) * h_hi * static_cast<double>(G) / static_cast<double>(G2);
       }
-      fit.reset();
+      fit->reset();
       for (std::int64_t j = 0; j < G2; ++j) {
         const double a = t_new[k + j], b = t_new[k + j + 1];
         if (!(b > a)) continue;  // repeated knot: an empty interval
@@ -253,10 +306,10 @@ void refine_typed(const Shape& s, const T* knots, const T* W, std::int64_t G2, T
           const double v = a + (b - a) * (static_cast<double>(q) + 0.5) / static_cast<double>(per_interval);
           const std::int64_t fo = detail::eval_basis<double>(t_old.data(), G, k, v, vo, nullptr, scratch);
           const std::int64_t fn = detail::eval_basis<double>(t_new.data(), G2, k, v, vn, nullptr, scratch);
-          fit.add(fn, vn, fo, vo);
+          fit->add(fn, vn, fo, vo);
         }
       }
-      if (!fit.solve(1e-13, W, new_W, I, i)) {
+      if (!fit->solve(1e-13, W, new_W, I, i)) {
 #pragma omp critical(kancore_refine_fail)
         {
           failed = true;
@@ -267,6 +320,7 @@ void refine_typed(const Shape& s, const T* knots, const T* W, std::int64_t G2, T
       for (std::int64_t j = 0; j < nk2; ++j) new_knots[i * nk2 + j] = static_cast<T>(t_new[j]);
     }
   }
+  errors.rethrow();
   if (failed) singular("refine", failed_feature);
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dispatch_common.hpp"
+#include "parallel_errors.hpp"
 #include "threads.hpp"
 
 namespace kancore::c0 {
@@ -147,12 +148,12 @@ DomainFitReport fit_domain_typed(const Shape& s, const T* x, const T* table, con
   const std::int64_t N = s.batch, I = s.in, O = s.out, K = s.num_control_points;
   const double W = s.spline_width;
   std::atomic<std::int64_t> kept{0}, skipped{0}, outside{0};
-  std::atomic<bool> failed{false};
-  std::string error;
+  // Exceptions (bad_alloc from the sample vectors included) keep their type through the region.
+  internal::RegionErrors errors;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(internal::threads_for(N * I * O))
   for (std::int64_t i = 0; i < I; ++i) {
-    if (failed.load()) continue;
-    try {
+    if (errors.failed()) continue;
+    errors.run([&] {
       const double sc = scale ? static_cast<double>(scale[i]) : 1.0;
       const double of = offset ? static_cast<double>(offset[i]) : 0.0;
       const Feature<T> old_f{table + i * K * O, K, O, W, sc, of};
@@ -186,7 +187,7 @@ DomainFitReport fit_domain_typed(const Shape& s, const T* x, const T* table, con
                    new_table + i * Kn * O);
         new_scale[i] = scale ? scale[i] : T(1);
         new_offset[i] = offset ? offset[i] : T(0);
-        continue;
+        return;
       }
       // Samples inside the new domain (all of them when quantile = 0).
       std::vector<double> inside;
@@ -199,12 +200,9 @@ DomainFitReport fit_domain_typed(const Shape& s, const T* x, const T* table, con
       fit_column(old_f, inside, Kn, ns, no, opt.ridge, new_table + i * Kn * O);
       new_scale[i] = static_cast<T>(ns);
       new_offset[i] = static_cast<T>(no);
-    } catch (const std::exception& e) {
-#pragma omp critical(kancore_c0_grid_error)
-      if (!failed.exchange(true)) error = e.what();
-    }
+    });
   }
-  if (failed.load()) throw std::runtime_error(error);
+  errors.rethrow();
   return DomainFitReport{kept.load(), skipped.load(), outside.load()};
 }
 
@@ -213,11 +211,16 @@ void refine_typed(const Shape& s, const T* table, std::int64_t Kn, T* new_table)
   const std::int64_t I = s.in, O = s.out, K = s.num_control_points;
   const double W = s.spline_width;
   const std::vector<double> xs = domain_samples(W, K, Kn, 1.0, 0.0);
+  internal::RegionErrors errors;  // fit_column allocates: keep a bad_alloc inside the region
 #pragma omp parallel for schedule(static) num_threads(internal::threads_for(I * O * (K + Kn)))
   for (std::int64_t i = 0; i < I; ++i) {
-    const Feature<T> old_f{table + i * K * O, K, O, W, 1.0, 0.0};
-    fit_column(old_f, xs, Kn, 1.0, 0.0, 0.0, new_table + i * Kn * O);
+    if (errors.failed()) continue;
+    errors.run([&] {
+      const Feature<T> old_f{table + i * K * O, K, O, W, 1.0, 0.0};
+      fit_column(old_f, xs, Kn, 1.0, 0.0, 0.0, new_table + i * Kn * O);
+    });
   }
+  errors.rethrow();
 }
 
 void check_options(const DomainFitOptions& o) {

@@ -380,6 +380,43 @@ TEST(BsplineGrid, UpdateGridSurvivesConstantFeaturesAndNaN) {
   for (std::int64_t j = 0; j < nk; ++j) EXPECT_EQ(new_knots[nk + j], L.knots[nk + j]);  // feature 1 kept
 }
 
+TEST(BsplineGrid, UpdateGridRefusesKnotsBeyondTheDtype) {
+  // Finite float32 samples near its largest value: the extension knots would be +-inf.
+  Layer L = random_layer(6, 2, 2, 5, 3, 9, false);
+  std::vector<float> x(L.x.size()), knots(L.knots.begin(), L.knots.end()), W(L.W.begin(), L.W.end());
+  for (std::int64_t b = 0; b < 6; ++b) {
+    for (std::int64_t i = 0; i < 2; ++i) x[b * 2 + i] = (b % 2) ? 3.0e38f : -3.0e38f;
+  }
+  std::vector<float> new_knots(knots.size()), new_W(W.size());
+  EXPECT_THROW(bs::update_grid(L.s, DType::float32, x.data(), knots.data(), W.data(), new_knots.data(),
+                               new_W.data()),
+               std::invalid_argument);
+  // The same through a huge margin: past float's range, and past double's (2 * margin = inf).
+  bs::GridUpdateOptions opt;
+  opt.margin = 3e38;
+  std::vector<float> x32(L.x.begin(), L.x.end());
+  EXPECT_THROW(bs::update_grid(L.s, DType::float32, x32.data(), knots.data(), W.data(), new_knots.data(),
+                               new_W.data(), opt),
+               std::invalid_argument);
+  opt.margin = 1e308;
+  std::vector<double> nk64(L.knots.size()), nw64(L.W.size());
+  EXPECT_THROW(bs::update_grid(L.s, DType::float64, L.x.data(), L.knots.data(), L.W.data(), nk64.data(),
+                               nw64.data(), opt),
+               std::invalid_argument);
+  opt.margin = 0.01;  // ordinary data still updates
+  EXPECT_NO_THROW(bs::update_grid(L.s, DType::float64, L.x.data(), L.knots.data(), L.W.data(), nk64.data(),
+                                  nw64.data(), opt));
+}
+
+TEST(BsplineGrid, AbsurdGridsAreRefusedBeforeAllocating) {
+  // G = 2^16: the dense cross matrix alone would take 34 GB per thread.
+  Layer L = random_layer(4, 1, 1, 1 << 16, 3, 10, false);
+  std::vector<double> new_knots(L.knots.size()), new_W(L.W.size());
+  EXPECT_THROW(bs::update_grid(L.s, DType::float64, L.x.data(), L.knots.data(), L.W.data(), new_knots.data(),
+                               new_W.data()),
+               std::invalid_argument);
+}
+
 TEST(BsplineGrid, RefineToAMultipleIsExactOnTheGrid) {
   Layer L = random_layer(200, 4, 3, 5, 3, 9, true);
   for (auto& v : L.sc) v = 1.0;

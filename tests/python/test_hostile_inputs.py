@@ -199,3 +199,58 @@ def test_numpykan_saves_under_a_long_file_name(tmp_path):
     net.save(path)
     assert np.array_equal(NumpyKAN.load(path)["layers.0.spline_weight"], net["layers.0.spline_weight"])
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".kancore-")]
+
+
+# -- crashes: allocation failures inside parallel regions ------------------------------------------
+
+def _limited(code: str, address_space: int) -> subprocess.CompletedProcess:
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit)
+
+
+def test_refine_out_of_memory_is_a_python_error_not_an_abort():
+    code = ("import kancore\n"
+            "try:\n    kancore.KANLinear(4, 3).refine(10**7)\n    print('ok')\n"
+            "except (MemoryError, ValueError) as e:\n    print(type(e).__name__)\n")
+    run = _limited(code, 4_500_000_000)
+    assert run.returncode == 0, f"died with {run.returncode}: {run.stderr[-2000:]}"
+    assert run.stdout.strip() in ("ok", "MemoryError", "ValueError")
+
+
+def test_absurd_grid_update_is_refused_up_front():
+    net = NumpyKAN([1, 1], grid_size=2 ** 16)
+    before = net["layers.0.grid"].copy()
+    with pytest.raises(ValueError, match="smaller grid_size"):
+        net.update_grids(np.zeros((4, 1), np.float32))
+    assert np.array_equal(net["layers.0.grid"], before)
+
+
+# -- grid updates that would write ±inf knots ------------------------------------------------------
+
+def test_update_grid_near_the_dtype_limit_raises_and_changes_nothing():
+    layer = KANLinear(2, 2)
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    x = torch.tensor([[-3e38, 3e38], [3e38, -3e38], [1e38, 0.0]])
+    with pytest.raises(ValueError, match="overflow"):
+        layer.update_grid(x)
+    assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
+    with pytest.raises(ValueError, match="overflow"):
+        layer.update_grid(torch.randn(16, 2), margin=3e38)
+    assert torch.isfinite(layer(torch.randn(4, 2))).all()
+
+
+def test_numpykan_fit_with_an_overflowing_grid_update_leaves_a_usable_network():
+    X = np.tile(np.array([[-3e38], [3e38]], np.float32), (8, 1))
+    net = NumpyKAN([1, 2, 1], seed=0)
+    before = net.parameters()
+    with pytest.raises(ValueError, match="overflow"):
+        net.fit(X, np.zeros(16, np.float32), epochs=2, grid_update_every=1)
+    after = net.parameters()
+    for name, value in after.items():
+        assert np.isfinite(value).all(), name
+    assert np.array_equal(after["layers.0.grid"], before["layers.0.grid"])

@@ -20,6 +20,7 @@
 #include <Eigen/Core>
 #include <omp.h>
 
+#include "../parallel_errors.hpp"
 #include "../threads.hpp"
 #include "bspline_knot_plan.hpp"
 #include "simd.hpp"
@@ -385,16 +386,22 @@ void forward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* W
   const std::int64_t IB = std::clamp<std::int64_t>(kPatch / taps, 1, kMaxInBlock);
   const std::int64_t row_blocks = ceil_div(N, kRows), out_chunks = ceil_div(O, kOutChunk);
   const bool bucketed = taps <= kMaxBucketTaps;
+  internal::RegionErrors errors;  // a failed scratch allocation must not escape the region
 #pragma omp parallel num_threads(threads_of(s))
   {
   // Scratch per thread, allocated once per call (not per work item).
-  std::vector<T> w_store(kRows * kPatch);
-  T(*w)[kPatch] = reinterpret_cast<T(*)[kPatch]>(w_store.data());
+  std::vector<T> w_store;
   // Per input of the block: bucket starts (G + 1), a scratch copy (G), the sorted rows.
-  std::vector<std::int32_t> sorted(bucketed ? kMaxInBlock * (2 * G + 1 + kRows) : 0);
+  std::vector<std::int32_t> sorted;
+  errors.run([&] {
+    w_store.resize(kRows * kPatch);
+    sorted.resize(bucketed ? kMaxInBlock * (2 * G + 1 + kRows) : 0);
+  });
+  T(*w)[kPatch] = reinterpret_cast<T(*)[kPatch]>(w_store.data());
 #pragma omp for collapse(2) schedule(static)
   for (std::int64_t rb = 0; rb < row_blocks; ++rb) {
     for (std::int64_t oc = 0; oc < out_chunks; ++oc) {
+      if (errors.failed()) continue;
       const std::int64_t b0 = rb * kRows, nb = std::min(kRows, N - b0);
       const std::int64_t oc0 = oc * kOutChunk, oc1 = std::min(O, oc0 + kOutChunk);
       std::int32_t first[kRows][kMaxInBlock];
@@ -459,6 +466,7 @@ void forward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* W
     }
   }
   }  // omp parallel
+  errors.rethrow();
 }
 
 template <class T>
@@ -484,15 +492,24 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
   const bool bucketed = taps <= kMaxBucketTaps;
   const std::int64_t full_tiles_end = bucketed ? (O / OT) * OT : 0;  // the rest goes row by row
   if (gx || need_table_grad) {
+    internal::RegionErrors errors;  // a failed scratch allocation must not escape the region
 #pragma omp parallel num_threads(threads_of(s))
     {
     // Scratch per thread, allocated once per call: basis values and slopes of one input over
     // a row chunk (evaluated before the row loop), then the chunk's rows grouped by interval.
-    std::vector<T> v(kRowChunk * taps), d(kRowChunk * taps);
-    std::vector<Vec<T>> dot(kRowChunk);
-    std::vector<std::int32_t> f(kRowChunk), sorted(2 * G + 1 + kRowChunk);
+    std::vector<T> v, d;
+    std::vector<Vec<T>> dot;
+    std::vector<std::int32_t> f, sorted;
+    errors.run([&] {
+      v.resize(kRowChunk * taps);
+      d.resize(kRowChunk * taps);
+      dot.resize(kRowChunk);
+      f.resize(kRowChunk);
+      sorted.resize(2 * G + 1 + kRowChunk);
+    });
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t ib = 0; ib < in_blocks; ++ib) {
+      if (errors.failed()) continue;
       const std::int64_t i0 = ib * kInBlock, i1 = std::min(I, i0 + kInBlock);
       if (need_table_grad) std::fill(gtable + i0 * C * O, gtable + i1 * C * O, T(0));
       for (std::int64_t b0 = 0; b0 < N; b0 += kRowChunk) {
@@ -551,6 +568,7 @@ void backward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* 
       }
     }
     }  // omp parallel
+    errors.rethrow();
   }
 
   // Base branch: grad_base_weight = grad_y^T silu(x); grad_x += silu'(x) * (grad_y base_weight).
