@@ -128,3 +128,12 @@ def test_device_and_dtype_arguments(device):
     assert y.device.type == device and y.dtype == torch.float64
     moved = KANLayer(3, 2).double()
     assert moved(torch.randn(2, 3, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_kan_repr_names_kind_and_widths_and_omits_an_empty_norms_list():
+    from kancore import KAN
+
+    plain = repr(KAN([2, 3, 1]))
+    assert "kind='bspline', widths=[2, 3, 1]" in plain and "norms" not in plain
+    with_norms = repr(KAN([2, 3, 1], kind="c0", layernorm=True))
+    assert "(norms): ModuleList" in with_norms and "LayerNorm((3,)" in with_norms
