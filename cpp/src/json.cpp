@@ -20,6 +20,7 @@ class Parser {
       throw std::invalid_argument("kancore: JSON of " + std::to_string(s_.size()) +
                                   " bytes exceeds the limit of " + std::to_string(lim_.max_bytes));
     }
+    check_utf8();
     ws();
     Value v = value(0);
     ws();
@@ -43,6 +44,37 @@ class Parser {
   void literal(std::string_view word) {
     if (s_.substr(p_, word.size()) != word) err("expected a JSON value");
     p_ += word.size();
+  }
+
+  // RFC 8259 text is UTF-8: refuse ill-formed sequences (overlong forms, surrogates, code points
+  // past U+10FFFF, truncated sequences) anywhere in the document, as Python's reader does.
+  void check_utf8() const {
+    const auto* b = reinterpret_cast<const unsigned char*>(s_.data());
+    const std::size_t n = s_.size();
+    for (std::size_t i = 0; i < n;) {
+      const unsigned c = b[i];
+      if (c < 0x80) {
+        ++i;
+        continue;
+      }
+      std::size_t len;
+      unsigned cp, min;
+      if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F, min = 0x80;
+      else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F, min = 0x800;
+      else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07, min = 0x10000;
+      else err_at(i, "invalid UTF-8");
+      if (i + len > n) err_at(i, "truncated UTF-8 sequence");
+      for (std::size_t j = 1; j < len; ++j) {
+        if ((b[i + j] & 0xC0) != 0x80) err_at(i, "invalid UTF-8");
+        cp = (cp << 6) | (b[i + j] & 0x3F);
+      }
+      if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) err_at(i, "invalid UTF-8");
+      i += len;
+    }
+  }
+
+  [[noreturn]] static void err_at(std::size_t at, const char* what) {
+    throw std::invalid_argument(std::string("kancore: JSON: ") + what + " at byte " + std::to_string(at));
   }
 
   Value value(int depth) {

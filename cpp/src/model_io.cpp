@@ -85,6 +85,7 @@ Entry read_entry(const std::string& name, const json::Value& v, std::uint64_t da
   const json::Value* sh = v.find("shape");
   const json::Value* of = v.find("data_offsets");
   if (!dt || !sh || !of) bad("tensor \"" + name + "\" needs dtype, shape and data_offsets");
+  if (v.keys.size() != 3) bad("tensor \"" + name + "\" has keys other than dtype, shape and data_offsets");
   const std::string& d = json::as_string(*dt, "a tensor dtype");
   if (d == "F32") e.dtype = DType::float32;
   else if (d == "F64") e.dtype = DType::float64;
@@ -209,6 +210,17 @@ std::string shape_text(const std::vector<std::int64_t>& s) {
   std::string t = "(";
   for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
   return t + (s.size() == 1 ? ",)" : ")");
+}
+
+template <class T>
+void check_finite(const T* v, std::int64_t n, const std::string& name) {
+  for (std::int64_t m = 0; m < n; ++m) {
+    if (!std::isfinite(v[m])) bad("\"" + name + "\" must be finite (entry " + std::to_string(m) + ")");
+  }
+}
+
+bool ends_with(const std::string& s, std::string_view tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
 template <class T>
@@ -383,9 +395,13 @@ Network deserialize(const void* data, std::size_t size) {
   for (auto& v : net.tensors()) {
     const Entry& e = *by_name.at(v.name);
     std::memcpy(v.data, section + e.begin, static_cast<std::size_t>(e.end - e.begin));
-    if (v.name.size() > 5 && v.name.compare(v.name.size() - 5, 5, ".grid") == 0) {
+    if (ends_with(v.name, ".grid")) {
       if (cfg.dtype == DType::float64) check_knots(static_cast<const double*>(v.data), v.shape[0], v.shape[1], v.name);
       else check_knots(static_cast<const float*>(v.data), v.shape[0], v.shape[1], v.name);
+    } else if (ends_with(v.name, ".input_scale") || ends_with(v.name, ".input_offset")) {
+      // A fitted C0 domain: the Python loader requires it finite too (the kernels would give NaN).
+      if (cfg.dtype == DType::float64) check_finite(static_cast<const double*>(v.data), v.shape[0], v.name);
+      else check_finite(static_cast<const float*>(v.data), v.shape[0], v.name);
     }
   }
   return net;

@@ -159,6 +159,7 @@ def write_safetensors(path: PathLike, arrays: Dict[str, np.ndarray], metadata: D
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise ValueError(f"metadata {key!r}: not valid Unicode text ({exc.reason})") from None
+    _check_json(header, "the header to write")  # refuse what the C++ loader would refuse
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)  # the spec pads the header to a multiple of 8 bytes
     if len(text) > MAX_HEADER_BYTES:
@@ -210,6 +211,44 @@ def write_safetensors(path: PathLike, arrays: Dict[str, np.ndarray], metadata: D
 
 # -- reading -------------------------------------------------------------------------------------
 
+# The C++ reader's JSON limits (header and config alike): both loaders accept the same files.
+MAX_JSON_DEPTH = 8          # nesting below the top-level value
+MAX_JSON_VALUES = 1 << 18   # values in one document, containers and strings included
+
+
+def _check_json(value, what: str) -> None:
+    """Depth, value count and well-formed strings (no lone surrogates, which Python's json reads
+    from "\\ud800" escapes and the C++ reader refuses), as the C++ reader checks them."""
+    count = 0
+    stack = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        count += 1
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH}")
+        if count > MAX_JSON_VALUES:
+            raise ValueError(f"{what}: more than {MAX_JSON_VALUES} JSON values")
+        if isinstance(v, dict):
+            for k, item in v.items():
+                _check_text(k, what)
+                stack.append((item, depth + 1))
+        elif isinstance(v, list):
+            stack.extend((item, depth + 1) for item in v)
+        elif isinstance(v, str):
+            _check_text(v, what)
+
+
+def _check_text(s: str, what: str) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what}: a JSON string is not valid Unicode ({exc.reason})") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
 def _no_duplicates(pairs):
     out = {}
     for k, v in pairs:
@@ -238,9 +277,11 @@ def read_safetensors(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, s
                   if 8 + n > len(data) or n > MAX_HEADER_BYTES else "the header is not a JSON object")
         raise ValueError(f"{path}: not a kancore model file ({reason})")
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates)
+        header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates,
+                         parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path}: not a kancore model file (the header is not valid UTF-8 JSON: {exc})") from exc
+    _check_json(header, f"{path}: header")
     if not isinstance(header, dict):
         raise ValueError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
     metadata = header.pop("__metadata__", {})
@@ -254,7 +295,7 @@ def read_safetensors(path: PathLike) -> Tuple[Dict[str, np.ndarray], Dict[str, s
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise ValueError(f"{path}: tensor {name!r}: expected keys dtype, shape, data_offsets, got {entry!r}")
         dt = entry["dtype"]
-        if dt not in codes:
+        if not isinstance(dt, str) or dt not in codes:
             raise ValueError(f"{path}: tensor {name!r}: dtype must be F32 or F64, got {dt!r}")
         shape, offsets = entry["shape"], entry["data_offsets"]
         if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
@@ -322,14 +363,15 @@ def parse_config(metadata: Dict[str, str]) -> dict:
     _need(metadata.get("format_version") == FORMAT_VERSION,
           f"unsupported format_version {metadata.get('format_version')!r} (this reader knows {FORMAT_VERSION!r})")
     try:
-        cfg = json.loads(metadata.get("config", ""), object_pairs_hook=_no_duplicates)
+        cfg = json.loads(metadata.get("config", ""), object_pairs_hook=_no_duplicates,
+                         parse_constant=_no_constant)
     except (json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"the 'config' metadata is not valid JSON: {type(exc).__name__}: {exc}") from None
     _need(isinstance(cfg, dict), "the config must be a JSON object")
+    _check_json(cfg, "config")
     _need(cfg.get("dtype") in _DTYPES, f"config dtype must be 'float32' or 'float64', got {cfg.get('dtype')!r}")
     _need(isinstance(cfg.get("layernorm"), bool), f"config 'layernorm' must be true or false, got {cfg.get('layernorm')!r}")
-    if cfg["layernorm"] or "layernorm_eps" in cfg:
-        _real_field("config", cfg, "layernorm_eps")
+    _real_field("config", cfg, "layernorm_eps")  # always written, required by both loaders
     layers = cfg.get("layers")
     _need(isinstance(layers, list) and len(layers) >= 1, "config 'layers' must be a non-empty list")
     for j, L in enumerate(layers):

@@ -39,13 +39,12 @@ def _address(a: np.ndarray) -> int:
     return a.__array_interface__["data"][0] if a.size else 0
 
 
-def _path(path: Any) -> str:
-    text = os.fspath(path)
-    if not isinstance(text, str):
-        text = os.fsdecode(text)
-    if "\0" in text:  # the C++ side would silently use the part before it
-        raise ValueError(f"the path contains a NUL character: {text!r}")
-    return text
+def _path(path: Any) -> bytes:
+    """The path as the file system's bytes (any name os.open accepts, not only UTF-8 ones)."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:  # the C file API would silently use the part before it
+        raise ValueError(f"the path contains a NUL character: {os.fsdecode(raw)!r}")
+    return raw
 
 
 def _count(name: str, value: Any, low: int) -> int:

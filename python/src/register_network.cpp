@@ -104,8 +104,15 @@ void register_network(py::module_& m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const FileNotFound& e) {
-      const py::tuple args = py::make_tuple(ENOENT, "kancore: no such model file", e.path());
-      PyErr_SetObject(PyExc_FileNotFoundError, args.ptr());
+      // The path as os.fsdecode gives it (surrogate escapes for bytes that are not UTF-8).
+      const std::string& path = e.path();
+      PyObject* name = PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<Py_ssize_t>(path.size()));
+      if (!name) return;  // the decoding error is set
+      PyObject* args = Py_BuildValue("(isN)", ENOENT, "kancore: no such model file", name);
+      if (args) {
+        PyErr_SetObject(PyExc_FileNotFoundError, args);
+        Py_DECREF(args);
+      }
     }
   });
   py::class_<Network>(m, "Network", "kancore::Network (use kancore.NumpyKAN)")

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -362,6 +363,33 @@ TEST(ModelIO, RejectsBadJson) {
   expect_rejected(join("{\"a\\ud800\": 1}", ""), "lone surrogate");
   expect_rejected(join(std::string("{\"a\0\": 1}", 9), ""), "NUL in a string");
   expect_rejected(join("", ""), "empty header");
+}
+
+// What the Python loader (python/kancore/model_io.py) refuses, this one refuses too; the shared
+// corpus is tests/python/test_loader_conformance.py.
+TEST(ModelIO, AgreesWithThePythonLoader) {
+  Network net(small_config(DType::float32, false), 2);
+  std::vector<float> x{0.3f, -0.7f, 1.9f, 0.2f, -2.5f, 0.0f};
+  net.update_grids(3, x.data());  // the C0 layer gets a fitted domain (input_scale/offset)
+  const std::string f = serialize(net);
+  EXPECT_NO_THROW(deserialize(f.data(), f.size()));
+  expect_rejected(with_header_edit(f, "\"format\": ", "\"note\": \"\xff\xfe\", \"format\": "),
+                  "invalid UTF-8 in a metadata value");
+  expect_rejected(with_header_edit(f, "\"format\": ", "\"note\": \"\xc0\xaf\", \"format\": "),
+                  "overlong UTF-8");
+  expect_rejected(with_header_edit(f, "\"format\": ", "\"note\": \"\xed\xa0\x80\", \"format\": "),
+                  "an encoded surrogate");
+  EXPECT_NO_THROW({
+    const std::string ok = with_header_edit(f, "\"format\": ", "\"note\": \"\xc3\xa9\xe2\x82\xac\", \"format\": ");
+    deserialize(ok.data(), ok.size());
+  }) << "well-formed UTF-8 must still load";
+  expect_rejected(with_header_edit(f, "\"layers.0.input_scale\": {\"dtype\": \"F32\", ",
+                                   "\"layers.0.input_scale\": {\"note\": 1, \"dtype\": \"F32\", "),
+                  "an extra key in a tensor entry");
+  auto scale = net.tensor("layers.0.input_scale");
+  static_cast<float*>(scale.data)[1] = std::numeric_limits<float>::infinity();
+  const std::string inf_scale = serialize(net);
+  expect_rejected(inf_scale, "inf input_scale");
 }
 
 TEST(ModelIO, RejectsBadKnots) {
