@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 JOBS   ?= $(shell nproc)
 CMAKE_TEST_DIR := build/cpp-tests
 
-.PHONY: demo test test-cpp test-python install venv system-deps bench clean example-cpp fuzz
+.PHONY: demo test test-cpp test-python install venv system-deps bench clean example-cpp fuzz sanitize
 
 demo: install
 	$(PY) examples/train_regression.py
@@ -63,6 +63,24 @@ fuzz:
 	cp tests/fuzz/regressions/* build/fuzz/corpus/ 2>/dev/null || true
 	build/fuzz/tests/fuzz/fuzz_model_load build/fuzz/corpus -dict=tests/fuzz/model.dict \
 	  -max_total_time=$(FUZZ_SECONDS) -jobs=1 -max_len=4096 -artifact_prefix=build/fuzz/artifacts/ -print_final_stats=1
+
+# ASan + UBSan (GCC, CUDA off; not part of CI, about 15 minutes here): the GoogleTest suite, then
+# the Python suite against an instrumented kancore._core, staged with the package's .py files
+# under build/asan/pkg and run with the sanitizer runtimes preloaded. Any report fails the run.
+SAN_DIR := build/asan
+SAN_RT = $$(g++ -print-file-name=libasan.so) $$(g++ -print-file-name=libubsan.so)
+sanitize: venv
+	cmake -S . -B $(SAN_DIR) -G Ninja -DKANCORE_SANITIZE=ON -DKANCORE_CUDA=OFF -DKANCORE_BUILD_TESTS=ON \
+	  -DKANCORE_BUILD_PYTHON=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -Dpybind11_DIR="$$($(PY) -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$(abspath $(PY))"
+	cmake --build $(SAN_DIR) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(SAN_DIR) --output-on-failure -j $(JOBS)
+	rm -rf $(SAN_DIR)/pkg && mkdir -p $(SAN_DIR)/pkg/kancore
+	cp python/kancore/*.py python/kancore/py.typed $(SAN_DIR)/pkg/kancore/
+	cp $(SAN_DIR)/python/_core*.so $(SAN_DIR)/pkg/kancore/
+	LD_PRELOAD="$(SAN_RT)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  KANCORE_SANITIZED=1 PYTHONPATH=$(SAN_DIR)/pkg $(PY) -m pytest tests/python -q -p no:cacheprovider
 
 bench: install
 	$(PY) benchmarks/bench_c0_cpu.py

@@ -1,6 +1,7 @@
 """kancore.NumpyKAN (no torch): predictions against a NumPy re-statement of the model-format
 forward, training, save/load, and the file read back by the PyPI safetensors package."""
 import json
+import os
 import subprocess
 import sys
 
@@ -261,6 +262,8 @@ def test_import_does_not_need_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.skipif(bool(os.environ.get("KANCORE_SANITIZED")),
+                    reason="make sanitize runs a staged copy of the package without the C++ package")
 def test_cmake_dir_is_printed():
     out = subprocess.run([sys.executable, "-m", "kancore", "--cmake-dir"], check=True, capture_output=True, text=True)
     from pathlib import Path
