@@ -418,6 +418,13 @@ void save(const Network& net, const std::string& path) {
   if (path.empty()) throw std::invalid_argument("kancore: save: expected a file path, got an empty string");
   check_no_nul(path);
   const std::string bytes = serialize(net);
+  // Never write (and never replace a good file with) one the loader refuses: NaN or decreasing
+  // knots set through set_tensor, a non-finite fitted domain...
+  try {
+    (void)deserialize(bytes.data(), bytes.size());
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument("kancore: save " + path + ": the network would not load back: " + e.what());
+  }
   // 0666 & ~umask, as a plain open() would give; an existing file keeps its own mode.
   struct stat old{};
   const bool replacing = ::stat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode);

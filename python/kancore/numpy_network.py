@@ -378,9 +378,11 @@ class NumpyKAN:
             X.shape[0],
             _address(vx) if vx is not None else 0, _address(vt) if vt is not None else 0,
             _address(vl) if vl is not None else 0, vx.shape[0] if vx is not None else 0,
-            loss, epochs, int(batch_size), float(lr), -1.0 if lr_spline is None else float(lr_spline),
+            loss, epochs, _count("batch_size", batch_size, 1), float(lr),
+            -1.0 if lr_spline is None else float(lr_spline),
             optimizer, float(weight_decay), float(val_fraction), patience, bool(restore_best),
-            float(reg_weight), int(grid_update_every), until, int(grid_update_samples), int(seed),
+            float(reg_weight), _count("grid_update_every", grid_update_every, 0), until,
+            _count("grid_update_samples", grid_update_samples, 1), _count("seed", seed, 0),
             callback)
         del keep
         return _history(raw)

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -401,6 +402,14 @@ TEST(ModelIO, RejectsBadKnots) {
   static_cast<double*>(g.data)[2] = std::numeric_limits<double>::quiet_NaN();
   const std::string f2 = serialize(net);
   expect_rejected(f2, "NaN knot");
+  // save() refuses such a network before touching the file it would replace.
+  const fs::path dir = temp_dir("badsave");
+  const std::string path = (dir / "m.safetensors").string();
+  { std::ofstream(path) << "previous"; }
+  EXPECT_THROW(kancore::save(net, path), std::invalid_argument);
+  std::ifstream in(path);
+  std::string kept((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(kept, "previous");
 }
 
 }  // namespace

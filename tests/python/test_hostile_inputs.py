@@ -256,3 +256,24 @@ def test_numpykan_fit_with_an_overflowing_grid_update_leaves_a_usable_network():
     for name, value in after.items():
         assert np.isfinite(value).all(), name
     assert np.array_equal(after["layers.0.grid"], before["layers.0.grid"])
+
+
+def test_numpykan_save_never_replaces_a_good_file_with_an_unreadable_one(tmp_path):
+    path = tmp_path / "good.safetensors"
+    net = NumpyKAN([2, 2, 1], seed=0)
+    net.save(path)
+    good = path.read_bytes()
+    grid = net["layers.0.grid"]
+    grid[0, 3] = np.nan
+    net.set_parameter("layers.0.grid", grid)
+    with pytest.raises(ValueError, match="would not load back"):
+        net.save(path)
+    assert path.read_bytes() == good
+
+
+@pytest.mark.parametrize("kw", [dict(seed=1.5), dict(batch_size=2.5), dict(grid_update_every=1.5),
+                                dict(grid_update_samples=0), dict(epochs=True)])
+def test_numpykan_fit_refuses_non_integer_settings(kw):
+    X = np.zeros((8, 2))
+    with pytest.raises(ValueError, match="must be an int"):
+        NumpyKAN([2, 1]).fit(X, X[:, 0], **{"epochs": 1, **kw})
