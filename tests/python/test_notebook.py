@@ -47,4 +47,7 @@ def test_quickstart_notebook_executes_with_figures(kernel_of_this_interpreter, t
         assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 1
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "identical predictions after reload: True" in text
+    # kancore's own warnings (a deprecated name, say) must not show in the walkthrough.
+    errs = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
+    assert "FutureWarning" not in errs and "kancore:" not in errs, errs
     assert (tmp_path / "output" / "quickstart_kan.safetensors").stat().st_size > 0
