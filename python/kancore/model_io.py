@@ -369,7 +369,7 @@ def parse_config(metadata: Dict[str, str]) -> dict:
         raise ValueError(f"the 'config' metadata is not valid JSON: {type(exc).__name__}: {exc}") from None
     _need(isinstance(cfg, dict), "the config must be a JSON object")
     _check_json(cfg, "config")
-    _need(cfg.get("dtype") in _DTYPES, f"config dtype must be 'float32' or 'float64', got {cfg.get('dtype')!r}")
+    _need(isinstance(cfg.get("dtype"), str) and cfg.get("dtype") in _DTYPES, f"config dtype must be 'float32' or 'float64', got {cfg.get('dtype')!r}")
     _need(isinstance(cfg.get("layernorm"), bool), f"config 'layernorm' must be true or false, got {cfg.get('layernorm')!r}")
     _real_field("config", cfg, "layernorm_eps")  # always written, required by both loaders
     layers = cfg.get("layers")

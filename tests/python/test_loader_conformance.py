@@ -63,6 +63,8 @@ def _invalid_cases(base):
     meta = dict(c0_header, __metadata__=dict(c0_header["__metadata__"], note="x"))
     note = json.dumps(meta, separators=(",", ":")).encode().replace(b'"note":"x"', b'"note":"\\ud800"')
     cases["lone surrogate in metadata"] = _join(None, c0_data, note)
+    cases["config dtype given as a list"] = _join(_with_config(b_header, lambda c: c.update(dtype=["float64"])),
+                                                  b_data)
     cases["missing layernorm_eps"] = _join(_with_config(b_header, lambda c: c.pop("layernorm_eps")), b_data)
     # The config is itself a JSON string inside the header: its quotes appear escaped there.
     with_nan = json.dumps(_with_config(c0_header, lambda c: c["layers"][0].update(extra=1.5)),
@@ -101,7 +103,7 @@ def test_valid_files_load_in_both_with_the_same_predictions(base, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["truncated", "header longer than the file", "invalid UTF-8 in the header",
-                                  "lone surrogate in metadata", "missing layernorm_eps", "bare NaN in the config",
+                                  "lone surrogate in metadata", "missing layernorm_eps", "config dtype given as a list", "bare NaN in the config",
                                   "config nested too deeply", "300k metadata entries",
                                   "extra key in a tensor entry", "dtype given as a list", "inf input_scale",
                                   "decreasing knots"])
