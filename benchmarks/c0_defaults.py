@@ -8,7 +8,6 @@ writes it with the raw numbers to benchmarks/results/c0_defaults.{md,json}.
 """
 import argparse
 import json
-import math
 import statistics
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 import kancore
 from kancore import KAN
 
-from function_suite import FUNCTIONS
+from function_suite import FUNCTIONS, rmse
 
 VARIANTS = {
     "C0 default (unit init)": lambda: KAN([2, 8, 1], kind="c0"),
@@ -27,11 +26,6 @@ VARIANTS = {
                                                    layernorm=True),
     "B-spline default": lambda: KAN([2, 8, 1]),
 }
-
-
-def rmse(model, x, y) -> float:
-    with torch.no_grad():
-        return math.sqrt(float(torch.mean((model(x) - y) ** 2)))
 
 
 def main():

@@ -46,6 +46,21 @@ def check_max_edges(max_edges: Any) -> int:
     return int(max_edges)
 
 
+def edge_ranking(layer: Any, x: Any = None) -> Tuple[np.ndarray, str]:
+    """``(importance (out, in), what it is)`` of a KAN layer's edges, for ranking and opacity:
+    pykan's edge scales on samples ``x`` (``layer.edge_scales``) when there are at least two and
+    the layer computes them (not on CUDA, not for a B-spline layer without SiLU), else the
+    data-free ``layer.edge_importance()``. Duck-typed: this module still imports no layer."""
+    if x is not None:
+        flat = x.detach().reshape(-1, layer.in_features)
+        if len(flat) >= 2:
+            try:
+                return layer.edge_scales(flat).cpu().double().numpy(), "edge scale on x"
+            except NotImplementedError:
+                pass
+    return layer.edge_importance(), "coefficient importance"
+
+
 def top_edges(importance: np.ndarray, k: int) -> List[Tuple[int, int]]:
     """The ``k`` edges ``(i, o)`` with the largest ``importance[o, i]``, most important first
     (ties and NaNs: lower input index, then lower output index, first; NaN counts as 0)."""

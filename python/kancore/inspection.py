@@ -2,7 +2,6 @@
 sampled edge functions, and a whole-network figure (``plot_network``)."""
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
@@ -242,10 +241,8 @@ def plot_network(model: nn.Module, x: Optional[torch.Tensor] = None, save_path: 
     from_data = []
     for L, h in zip(layers, inputs):
         xs, ys = L.edge_functions(n=n, x=h)
-        imp = _edge_scales_or_none(L, h)
-        from_data.append(imp is not None)
-        if imp is None:
-            imp = L.edge_importance()
+        imp, what = _plotting.edge_ranking(L, h)
+        from_data.append(what == "edge scale on x")
         imp = np.nan_to_num(imp, nan=0.0)
         rel = imp / imp.max() if imp.max() > 0 else np.zeros_like(imp)
         curves.append((xs, ys, rel))
@@ -254,14 +251,3 @@ def plot_network(model: nn.Module, x: Optional[torch.Tensor] = None, save_path: 
              "edge scale on x, or coefficient importance where unavailable")
     return _plotting.network_figure(curves, save_path=save_path, figsize=figsize, in_vars=in_vars,
                                     out_vars=out_vars, max_edges=max_edges, importance_label=label)
-
-
-def _edge_scales_or_none(layer: KANLayerType, h: Optional[torch.Tensor]) -> Optional[np.ndarray]:
-    """``(out, in)`` pykan edge scales of ``layer`` on its input ``h``, or None without samples
-    (fewer than 2) or where they are not implemented (CUDA tensors, B-spline without SiLU)."""
-    if h is None or len(h.reshape(-1, layer.in_features)) < 2:
-        return None
-    try:
-        return layer.edge_scales(h.reshape(-1, layer.in_features)).cpu().double().numpy()
-    except NotImplementedError:
-        return None

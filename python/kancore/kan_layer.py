@@ -536,14 +536,8 @@ class KANLayer(nn.Module):
             (xs, ys), xlabel = self.edge_functions(n=200, x=x), "Input"
         else:
             xs, ys, xlabel = self.control_point_inputs(), table.transpose(0, 2, 1), "Input"
-        importance, label = self.edge_importance(), "coefficient importance"
-        if x is not None and I * self.out_features > max_edges:
-            flat = x.detach().reshape(-1, I)
-            if len(flat) >= 2:
-                try:
-                    importance, label = self.edge_scales(flat).cpu().double().numpy(), "edge scale on x"
-                except NotImplementedError:  # CUDA tensors: keep the coefficient importance
-                    pass
+        # Edge scales on x only when they pick a subset (they cost a pass over the samples).
+        importance, label = _plotting.edge_ranking(self, x if I * self.out_features > max_edges else None)
         return _plotting.edge_grid(xs, ys, xlabel, save_path, in_vars=in_vars, out_vars=out_vars,
                                    importance=importance, importance_label=label, max_edges=max_edges,
                                    name_x_axis=x_axis == "input")

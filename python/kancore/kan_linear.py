@@ -402,14 +402,9 @@ class KANLinear(nn.Module):
             w = self.scaled_spline_weight.detach().cpu().double().numpy()  # (O, I, C)
             xs = np.tile(np.arange(w.shape[-1]), (self.in_features, 1))
             ys, xlabel = w.transpose(1, 0, 2), "Control Points"
-        importance, label = self.edge_importance(), "coefficient importance"
-        if x is not None and self.in_features * self.out_features > max_edges:
-            flat = x.detach().reshape(-1, self.in_features)
-            if len(flat) >= 2:
-                try:
-                    importance, label = self.edge_scales(flat).cpu().double().numpy(), "edge scale on x"
-                except NotImplementedError:  # CUDA tensors, or a base activation other than SiLU
-                    pass
+        # Edge scales on x only when they pick a subset (they cost a pass over the samples).
+        importance, label = _plotting.edge_ranking(
+            self, x if self.in_features * self.out_features > max_edges else None)
         return _plotting.edge_grid(xs, ys, xlabel, save_path, in_vars=in_vars, out_vars=out_vars,
                                    importance=importance, importance_label=label, max_edges=max_edges,
                                    name_x_axis=x_axis == "input")

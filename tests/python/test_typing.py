@@ -1,6 +1,5 @@
 """kancore ships its annotations (py.typed): mypy --strict accepts a typed user script, and
 catches a wrong call in one."""
-import shutil
 import subprocess
 import sys
 from pathlib import Path
