@@ -137,6 +137,29 @@ def _torch_device_args(t) -> Tuple[str, int, int]:
     raise ValueError(f"expected a cpu or cuda tensor, got device {device}")
 
 
+def autocast_input(x, param_dtype):
+    """``x`` as the layer computes it: under ``torch.autocast`` a bfloat16/float16 input runs in
+    the layer's own dtype (float32 or float64), as autocast's float32 ops (layer_norm, softmax)
+    do; otherwise ``x`` unchanged, so a dtype mismatch outside autocast still raises. The exact
+    path needs full-precision operands; the CUDA tensor-core path (bf16 Φ and C, fp32
+    accumulation) is the planned fast route under autocast (docs/precision.md)."""
+    import torch
+
+    if (isinstance(x, torch.Tensor) and x.dtype in (torch.bfloat16, torch.float16)
+            and param_dtype in (torch.float32, torch.float64)
+            and torch.is_autocast_enabled(x.device.type)):
+        return x.to(param_dtype)
+    return x
+
+
+def low_precision_hint(dtype) -> str:
+    """The advice added to dtype errors for bfloat16/float16 tensors."""
+    if str(dtype) in ("torch.bfloat16", "torch.float16"):
+        return (" (kancore layers keep float32 or float64 parameters; for bfloat16/float16 compute "
+                "keep them in float32 and run the model under torch.autocast, see docs/precision.md)")
+    return ""
+
+
 @functools.lru_cache(maxsize=None)
 def torch_ops() -> SimpleNamespace:
     """Register the torch custom ops once and return them (imports torch)."""
@@ -259,9 +282,11 @@ def torch_ops() -> SimpleNamespace:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
         if table.dtype not in _TORCH_DTYPES:
-            raise TypeError(f"expected float32 or float64 parameters, got {table.dtype}")
+            raise TypeError(f"expected float32 or float64 parameters, got {table.dtype}"
+                            + low_precision_hint(table.dtype))
         if x.dtype != table.dtype:
-            raise TypeError(f"expected x of dtype {table.dtype} (the layer's dtype), got {x.dtype}")
+            raise TypeError(f"expected x of dtype {table.dtype} (the layer's dtype), got {x.dtype}"
+                            + low_precision_hint(x.dtype))
         if x.device != table.device:
             raise ValueError(f"expected x on {table.device} (the layer's device), got {x.device}")
         if x.dim() < 1 or x.shape[-1] != table.shape[0]:
@@ -279,7 +304,7 @@ def torch_ops() -> SimpleNamespace:
 def _dtype_name(dtype) -> str:
     name = str(dtype).replace("torch.", "")
     if name not in ("float32", "float64"):
-        raise TypeError(f"expected float32 or float64, got {dtype}")
+        raise TypeError(f"expected float32 or float64, got {dtype}" + low_precision_hint(dtype))
     return name
 
 

@@ -253,6 +253,7 @@ class KANLayer(nn.Module):
             ``(..., out_features)``.
         """
         table = self._table()
+        x = _ops.autocast_input(x, table.dtype)
         _torch_ops.check_operands(x, table)  # the op re-checks impl and operands itself
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise ValueError("KANLayer input contains NaN or ±inf (check_finite=True)")
@@ -580,6 +581,7 @@ class KANLayer(nn.Module):
 
     def _edge_scale(self, x, *lambs):
         table = self._table()
+        x = _ops.autocast_input(x, table.dtype)
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
         if self.input_scale is not None:

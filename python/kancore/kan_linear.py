@@ -209,8 +209,13 @@ class KANLinear(nn.Module):
         out_features)``."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected x to be a torch.Tensor, got {type(x).__name__}")
+        if self.spline_weight.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"expected float32 or float64 parameters, got {self.spline_weight.dtype}"
+                            + _ops.low_precision_hint(self.spline_weight.dtype))
+        x = _ops.autocast_input(x, self.spline_weight.dtype)
         if x.dtype != self.spline_weight.dtype:
-            raise TypeError(f"expected x of dtype {self.spline_weight.dtype} (the layer's dtype), got {x.dtype}")
+            raise TypeError(f"expected x of dtype {self.spline_weight.dtype} (the layer's dtype), got {x.dtype}"
+                            + _ops.low_precision_hint(x.dtype))
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
         if x.device != self.spline_weight.device:
@@ -464,6 +469,7 @@ class KANLinear(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected x of shape (..., {self.in_features}), got "
                              f"{tuple(getattr(x, 'shape', ()))}")
+        x = _ops.autocast_input(x, self.spline_weight.dtype)
         scaler = self.spline_scaler if self.enable_standalone_scale_spline else None
         return _ops.torch_edge_scale_ops().bspline_loss(x.reshape(-1, self.in_features), self.grid,
                                                         self.base_weight, self.spline_weight, scaler, *lambs)
