@@ -103,7 +103,7 @@ def _progress_bar_class(progress: bool):
     try:
         from tqdm.auto import tqdm  # notebook-aware progress bar
     except ImportError:
-        warnings.warn("progress=True needs tqdm (pip install tqdm); training without a progress bar")
+        warnings.warn("kancore: progress=True needs tqdm (pip install tqdm); training without a progress bar")
         return _NoBar
     return tqdm
 

@@ -85,19 +85,31 @@ def test_gradients_are_bitwise_repeatable():
 
 
 def test_grid_updates_and_losses_on_a_cuda_model():
+    # The CPU model is the oracle: update_grid is a least-squares refit (it keeps the function
+    # only approximately: 2e-3 to 5e-3 of the output scale on CPU for this shape), so the CUDA
+    # model must do what the CPU model does, not keep the function to an arbitrary bound (the
+    # first H200 run failed a 1e-3 bound that the CPU fails too).
     torch.manual_seed(3)
+    cpu = KAN([3, 8, 2], grid_size=5)
     model = KAN([3, 8, 2], grid_size=5).cuda()
-    x = torch.randn(200, 3, device="cuda")
+    model.load_state_dict(cpu.state_dict())
+    x_cpu = torch.randn(200, 3)
+    x = x_cpu.cuda()
     y0 = model(x)
-    y1 = model(x, update_grid=True)
+    y1, y1_cpu = model(x, update_grid=True), cpu(x_cpu, update_grid=True)
     assert model.layers[0].grid.device.type == "cuda"
-    assert ((y1 - y0).abs().max() / y0.abs().max()).item() < 1e-3  # update_grid keeps the function
+    for gpu_layer, cpu_layer in zip(model.layers, cpu.layers):
+        _same(gpu_layer.grid, cpu_layer.grid, 1e-5, "grid after update_grid")
+        _same(gpu_layer.spline_weight, cpu_layer.spline_weight, 1e-4, "spline_weight after update_grid")
+    _same(y1, y1_cpu, 1e-4, "y after update_grid")
+    assert ((y1 - y0).abs().max() / y0.abs().max()).item() < 2e-2  # the function is kept
     loss = y1.square().mean() + 1e-3 * model.regularization_loss() + 1e-3 * model.layers[0].smoothness_loss()
     loss.backward()
     assert all(p.grad is not None and p.grad.device.type == "cuda" for p in model.parameters())
     model.refine(10)
+    cpu.refine(10)
     assert model.layers[0].spline_weight.device.type == "cuda"
-    torch.testing.assert_close(model(x), y1, rtol=1e-3, atol=1e-3)
+    _same(model(x), cpu(x_cpu), 1e-4, "y after refine")
 
 
 def test_cuda_graph_capture_and_replay():

@@ -183,9 +183,14 @@ def test_cuda_graph_capture_and_replay(impl):
     ref_layer = _layer(48, 80, 32, 4.0, impl, torch.float32, "cuda")
     ref = ref_layer(eager_x)
     ref.backward(g)
-    torch.testing.assert_close(static_y, ref)
-    torch.testing.assert_close(static_x.grad, eager_x.grad)
-    torch.testing.assert_close(layer.kan_weight.grad, ref_layer.kan_weight.grad)
+    # The default table gradient accumulates with float atomics (order varies run to run), and
+    # cuSPARSE may pick its SpMM algorithm per call: the first H200 run saw 2.3e-5 between replay
+    # and eager for the CSR path. Equal up to float32 reordering of sums of 48 (y) and 256 (grad)
+    # terms, relative to each result's scale.
+    for got, want in ((static_y, ref), (static_x.grad, eager_x.grad),
+                      (layer.kan_weight.grad, ref_layer.kan_weight.grad)):
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5 * max(scale, 1.0))
 
 
 def test_torch_compile_on_cuda():
