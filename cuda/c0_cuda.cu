@@ -25,8 +25,12 @@
 // Rules kept: no allocation, no device synchronisation and no host copies inside a call (outputs
 // and workspace come from the caller); every CUDA / cuSPARSE status is checked and thrown as
 // std::runtime_error naming the call; shapes are validated by the dispatcher, pointers here.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <cusparse.h>
+
+#include <climits>
 
 #include <algorithm>
 #include <cstdint>
@@ -37,10 +41,12 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "../cpp/src/backend_cuda.hpp"
 #include "../cpp/src/c0_segment.hpp"
+#include "../cpp/src/rounding.hpp"
 #include "cuda_common.cuh"
 
 namespace kancore::c0::cuda_backend {
@@ -789,6 +795,179 @@ void backward_table_typed(const Shape& s, const T* x, const T* grad_y, T* grad_t
   launch_backward_table<T>(s, x, grad_y, grad_table, ctx.deterministic, dev, stream_of(ctx));
 }
 
+
+// ---- rounded GEMM path (MatmulPrecision tf32 / bf16) ---------------------------------------------
+// The hat basis Phi of a chunk of rows is written rounded (bf16 values, or float32 values already
+// rounded to TF32) and multiplied by cuBLAS on tensor cores with float32 accumulation:
+//   forward   y[chunk]  = Phi @ round(C)         (row-major; cuBLAS sees the transposes)
+//   backward  dC       += Phi^T @ round(g[chunk])
+// Operands are rounded with rounding.hpp, the CPU oracle's definition, so both sides multiply
+// the same values and differ only in the order of the float32 sums.
+
+void check_blas(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    throw std::runtime_error(std::string("kancore cuBLAS error in ") + what + ": " +
+                             cublasGetStatusString(status));
+  }
+}
+
+constexpr std::size_t kBlasWorkspace = std::size_t{4} << 20;  // cuBLAS scratch, from the caller
+
+struct HatLayout {
+  i64 rows = 1;
+  std::size_t table = 0, phi = 0, grad = 0, blas = 0, total = 0;
+};
+
+HatLayout hat_layout(const Shape& s, bool backward, MatmulPrecision p, std::size_t limit) {
+  const std::size_t es = p == MatmulPrecision::bf16 ? 2 : 4;
+  const std::size_t IK = static_cast<std::size_t>(s.in) * static_cast<std::size_t>(s.num_control_points);
+  const std::size_t O = static_cast<std::size_t>(s.out);
+  const std::size_t fixed = (backward ? 0 : align256(IK * O * es)) + kBlasWorkspace;
+  const std::size_t per_row = IK * es + (backward ? O * es : 0);
+  const std::size_t room = limit > fixed + 1024 ? limit - fixed - 1024 : 0;
+  HatLayout l;
+  l.rows = std::clamp<i64>(static_cast<i64>(room / per_row), 1, std::max<i64>(s.batch, 1));
+  std::size_t at = 0;
+  l.blas = at;  at += kBlasWorkspace;
+  l.table = at; at += backward ? 0 : align256(IK * O * es);
+  l.phi = at;   at += align256(static_cast<std::size_t>(l.rows) * IK * es);
+  l.grad = at;  at += backward ? align256(static_cast<std::size_t>(l.rows) * O * es) : 0;
+  l.total = at + 256;  // alignment slack for the caller's pointer
+  return l;
+}
+
+template <class E> __device__ __forceinline__ E to_operand(float v, MatmulPrecision p);
+template <> __device__ __forceinline__ float to_operand<float>(float v, MatmulPrecision p) {
+  return kancore::detail::round_to(v, p);
+}
+template <> __device__ __forceinline__ __nv_bfloat16 to_operand<__nv_bfloat16>(float v, MatmulPrecision) {
+  __nv_bfloat16_raw raw;  // the rounded float's top half: exactly the oracle's value
+  raw.x = static_cast<unsigned short>(kancore::detail::float_bits(kancore::detail::round_mantissa(v, 16)) >> 16);
+  return __nv_bfloat16(raw);
+}
+
+// One thread per (row, input): writes that input's K entries of the row (two non-zeros).
+template <class E>
+__global__ void build_phi_kernel(i64 rows, i64 I, int K, Grid<float> g, const float* __restrict__ x,
+                                 bool forward, MatmulPrecision p, E* __restrict__ phi) {
+  const i64 total = rows * I;
+  for (i64 idx = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += static_cast<i64>(gridDim.x) * blockDim.x) {
+    i64 k;
+    float t;
+    locate(g, x[idx], k, t);
+    float w0 = 1.0f - t, w1 = t;
+    if (forward && !is_finite(t)) w0 = w1 = 0.0f;  // its limit is added by add_limits_kernel
+    E* out = phi + idx * K;  // row r, input i: columns i*K .. i*K+K-1 of row r (idx = r*I + i)
+    const E zero = to_operand<E>(0.0f, p);
+    for (int j = 0; j < K; ++j) out[j] = zero;
+    out[k] = to_operand<E>(w0, p);
+    out[k + 1] = to_operand<E>(w1, p);
+  }
+}
+
+template <class E>
+__global__ void round_copy_kernel(i64 n, const float* __restrict__ src, MatmulPrecision p, E* __restrict__ dst) {
+  for (i64 j = static_cast<i64>(blockIdx.x) * blockDim.x + threadIdx.x; j < n;
+       j += static_cast<i64>(gridDim.x) * blockDim.x) {
+    dst[j] = to_operand<E>(src[j], p);
+  }
+}
+
+unsigned blocks_for(i64 work) { return static_cast<unsigned>(std::clamp<i64>(ceil_div(work, kThreads), 1, 65535 * 8)); }
+
+struct BlasHandles {
+  std::mutex mutex;  // one call at a time per process: the handle's stream and workspace are set per call
+  std::map<int, cublasHandle_t> handles;
+};
+
+BlasHandles& blas_handles() {
+  static BlasHandles* h = new BlasHandles();  // never destroyed: no teardown-order issues at exit
+  return *h;
+}
+
+cublasHandle_t blas_handle(BlasHandles& h, int device) {
+  auto it = h.handles.find(device);
+  if (it != h.handles.end()) return it->second;
+  cublasHandle_t handle = nullptr;
+  check_blas(cublasCreate(&handle), "cublasCreate");
+  return h.handles.emplace(device, handle).first->second;
+}
+
+int as_int(i64 v, const char* what) {
+  if (v > INT_MAX) throw std::invalid_argument(std::string("kancore: ") + what + " too large for the tf32/bf16 GEMM path");
+  return static_cast<int>(v);
+}
+
+// C (m x n, column-major, ldc) = alpha * op(A) @ op(B) + beta * C with operands of element E.
+template <class E>
+void gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+          const E* A, int lda, const E* B, int ldb, float beta, float* C, int ldc) {
+  const float alpha = 1.0f;
+  constexpr bool bf16 = std::is_same_v<E, __nv_bfloat16>;
+  check_blas(cublasGemmEx(h, ta, tb, m, n, k, &alpha, A, bf16 ? CUDA_R_16BF : CUDA_R_32F, lda, B,
+                          bf16 ? CUDA_R_16BF : CUDA_R_32F, ldb, &beta, C, CUDA_R_32F, ldc,
+                          bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT),
+             "cublasGemmEx");
+}
+
+template <class E>
+void hat_forward(const Shape& s, const float* x, const float* table, float* y, char* base, const HatLayout& l,
+                 MatmulPrecision p, int device, cudaStream_t stream) {
+  const i64 N = s.batch, I = s.in, O = s.out;
+  const int K = static_cast<int>(s.num_control_points);
+  const int IK = as_int(I * K, "in_features * num_control_points");
+  const Grid<float> g = make_grid<float>(K, s.spline_width);
+  E* table_r = reinterpret_cast<E*>(base + l.table);
+  E* phi = reinterpret_cast<E*>(base + l.phi);
+  round_copy_kernel<E><<<blocks_for(i64(IK) * O), kThreads, 0, stream>>>(i64(IK) * O, table, p, table_r);
+  check_launch("round_copy_kernel launch");
+  BlasHandles& h = blas_handles();
+  std::lock_guard<std::mutex> lock(h.mutex);
+  cublasHandle_t handle = blas_handle(h, device);
+  check_blas(cublasSetStream(handle, stream), "cublasSetStream");
+  check_blas(cublasSetWorkspace(handle, base + l.blas, kBlasWorkspace), "cublasSetWorkspace");
+  for (i64 r0 = 0; r0 < N; r0 += l.rows) {
+    const i64 rows = std::min(l.rows, N - r0);
+    build_phi_kernel<E><<<blocks_for(rows * I), kThreads, 0, stream>>>(rows, I, K, g, x + r0 * I, true, p, phi);
+    check_launch("build_phi_kernel launch");
+    // Row-major y (rows x O) = Phi (rows x IK) @ C (IK x O)  <=>  column-major y^T = C^T @ Phi^T.
+    gemm<E>(handle, CUBLAS_OP_N, CUBLAS_OP_N, as_int(O, "out_features"), as_int(rows, "rows"), IK,
+            table_r, as_int(O, "out_features"), phi, IK, 0.0f, y + r0 * O, as_int(O, "out_features"));
+  }
+}
+
+template <class E>
+void hat_backward_table(const Shape& s, const float* x, const float* grad_y, float* grad_table, char* base,
+                        const HatLayout& l, MatmulPrecision p, int device, cudaStream_t stream) {
+  const i64 N = s.batch, I = s.in, O = s.out;
+  const int K = static_cast<int>(s.num_control_points);
+  const int IK = as_int(I * K, "in_features * num_control_points");
+  const Grid<float> g = make_grid<float>(K, s.spline_width);
+  E* phi = reinterpret_cast<E*>(base + l.phi);
+  E* g_r = reinterpret_cast<E*>(base + l.grad);
+  BlasHandles& h = blas_handles();
+  std::lock_guard<std::mutex> lock(h.mutex);
+  cublasHandle_t handle = blas_handle(h, device);
+  check_blas(cublasSetStream(handle, stream), "cublasSetStream");
+  check_blas(cublasSetWorkspace(handle, base + l.blas, kBlasWorkspace), "cublasSetWorkspace");
+  for (i64 r0 = 0; r0 < N; r0 += l.rows) {
+    const i64 rows = std::min(l.rows, N - r0);
+    build_phi_kernel<E><<<blocks_for(rows * I), kThreads, 0, stream>>>(rows, I, K, g, x + r0 * I, false, p, phi);
+    check_launch("build_phi_kernel launch");
+    round_copy_kernel<E><<<blocks_for(rows * O), kThreads, 0, stream>>>(rows * O, grad_y + r0 * O, p, g_r);
+    check_launch("round_copy_kernel launch");
+    // Row-major dC (IK x O) += Phi^T (IK x rows) @ g (rows x O)  <=>  dC^T = g^T @ Phi.
+    gemm<E>(handle, CUBLAS_OP_N, CUBLAS_OP_T, as_int(O, "out_features"), IK, as_int(rows, "rows"), g_r,
+            as_int(O, "out_features"), phi, IK, r0 == 0 ? 0.0f : 1.0f, grad_table, as_int(O, "out_features"));
+  }
+}
+
+char* aligned256(void* ws) {
+  const auto a = reinterpret_cast<std::uintptr_t>(ws);
+  return reinterpret_cast<char*>((a + 255) / 256 * 256);
+}
+
 template <class Fn>
 void by_dtype(DType dtype, Fn&& fn) {
   if (dtype == DType::float32) {
@@ -840,6 +1019,54 @@ void backward_table(const Shape& s, DType dtype, Impl, const void* x, const void
     backward_table_typed<T>(s, static_cast<const T*>(x), static_cast<const T*>(grad_y),
                             static_cast<T*>(grad_table), ctx);
   });
+}
+
+std::size_t hat_gemm_workspace_bytes(const Shape& s, bool backward, const ExecContext& ctx) {
+  return hat_layout(s, backward, ctx.precision, ctx.workspace_limit).total;
+}
+
+void forward_hat_gemm(const Shape& s, const void* x, const void* table, void* y, void* ws,
+                      std::size_t ws_bytes, const ExecContext& ctx) {
+  check_device_index(ctx.device);
+  DeviceGuard guard(ctx.device.index);
+  const int dev = ctx.device.index;
+  require_device_pointer(x, "x", dev);
+  require_device_pointer(table, "table", dev);
+  require_device_pointer(y, "y", dev);
+  require_device_pointer(ws, "workspace", dev);
+  if (s.batch == 0) return;
+  const HatLayout l = hat_layout(s, false, ctx.precision, ws_bytes);
+  cudaStream_t stream = stream_of(ctx);
+  const auto* xf = static_cast<const float*>(x);
+  const auto* cf = static_cast<const float*>(table);
+  auto* yf = static_cast<float*>(y);
+  if (ctx.precision == MatmulPrecision::bf16) {
+    hat_forward<__nv_bfloat16>(s, xf, cf, yf, aligned256(ws), l, ctx.precision, dev, stream);
+  } else {
+    hat_forward<float>(s, xf, cf, yf, aligned256(ws), l, ctx.precision, dev, stream);
+  }
+  launch_add_limits<float>(s, xf, cf, yf, stream);
+}
+
+void backward_table_hat_gemm(const Shape& s, const void* x, const void* grad_y, void* grad_table,
+                             void* ws, std::size_t ws_bytes, const ExecContext& ctx) {
+  check_device_index(ctx.device);
+  DeviceGuard guard(ctx.device.index);
+  const int dev = ctx.device.index;
+  require_device_pointer(x, "x", dev);
+  require_device_pointer(grad_y, "grad_y", dev);
+  require_device_pointer(grad_table, "grad_table", dev);
+  require_device_pointer(ws, "workspace", dev);
+  const HatLayout l = hat_layout(s, true, ctx.precision, ws_bytes);
+  cudaStream_t stream = stream_of(ctx);
+  const auto* xf = static_cast<const float*>(x);
+  const auto* gf = static_cast<const float*>(grad_y);
+  auto* dc = static_cast<float*>(grad_table);
+  if (ctx.precision == MatmulPrecision::bf16) {
+    hat_backward_table<__nv_bfloat16>(s, xf, gf, dc, aligned256(ws), l, ctx.precision, dev, stream);
+  } else {
+    hat_backward_table<float>(s, xf, gf, dc, aligned256(ws), l, ctx.precision, dev, stream);
+  }
 }
 
 }  // namespace kancore::c0::cuda_backend

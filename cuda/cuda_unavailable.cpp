@@ -28,6 +28,12 @@ void backward_input(const Shape&, DType, Impl, const void*, const void*, const v
 void backward_table(const Shape&, DType, Impl, const void*, const void*, void*, void*, std::size_t,
                     const ExecContext&) { unavailable(); }
 
+std::size_t hat_gemm_workspace_bytes(const Shape&, bool, const ExecContext&) { unavailable(); }
+void forward_hat_gemm(const Shape&, const void*, const void*, void*, void*, std::size_t,
+                      const ExecContext&) { unavailable(); }
+void backward_table_hat_gemm(const Shape&, const void*, const void*, void*, void*, std::size_t,
+                             const ExecContext&) { unavailable(); }
+
 }  // namespace kancore::c0::cuda_backend
 
 namespace kancore::bspline::cuda_backend {

@@ -1,4 +1,5 @@
 // The one place where C0 calls are validated and routed to the CPU or CUDA kernels.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -20,6 +21,27 @@ using dispatch::fail;
 using dispatch::require;
 
 bool on_cuda(const ExecContext& ctx) { return dispatch::on_cuda(ctx.device); }
+
+// The rounded GEMM path (MatmulPrecision tf32/bf16) serves float32 forward and table gradients.
+bool rounded(DType dtype, const ExecContext& ctx) {
+  if (ctx.precision != MatmulPrecision::highest && ctx.precision != MatmulPrecision::tf32 &&
+      ctx.precision != MatmulPrecision::bf16) {
+    fail("expected precision highest, tf32 or bf16, got code " + std::to_string(static_cast<int>(ctx.precision)));
+  }
+  return dtype == DType::float32 && ctx.precision != MatmulPrecision::highest;
+}
+
+std::size_t rounded_bytes(const Shape& s, bool backward, const ExecContext& ctx) {
+  if (on_cuda(ctx)) return cuda_backend::hat_gemm_workspace_bytes(s, backward, ctx);
+  return cpu::hat_gemm_layout(s, backward, ctx.workspace_limit).total;
+}
+
+// The least workspace the rounded path runs with (chunks of one row).
+std::size_t rounded_min_bytes(const Shape& s, bool backward, const ExecContext& ctx) {
+  ExecContext one = ctx;
+  one.workspace_limit = 0;
+  return rounded_bytes(s, backward, one);
+}
 
 }  // namespace
 
@@ -83,6 +105,19 @@ std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Impl impl, Dev
   return cpu::backward_workspace_bytes_csr(s, elem);
 }
 
+std::size_t forward_workspace_bytes(const Shape& s, DType dtype, Impl impl, const ExecContext& ctx) {
+  validate(s, dtype);
+  if (rounded(dtype, ctx)) return rounded_bytes(s, false, ctx);
+  return forward_workspace_bytes(s, dtype, impl, ctx.device);
+}
+
+std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Impl impl, const ExecContext& ctx) {
+  validate(s, dtype);
+  const std::size_t exact = backward_workspace_bytes(s, dtype, impl, ctx.device);
+  if (!rounded(dtype, ctx)) return exact;
+  return std::max(exact, rounded_bytes(s, true, ctx));  // backward() runs both paths on one workspace
+}
+
 namespace {
 // The least workspace a CPU backward call accepts. The gather path's table gradient needs room
 // for one thread's sort scratch (it runs as many threads as the workspace has room for, so a
@@ -100,6 +135,12 @@ void forward(const Shape& s, DType dtype, Impl impl, const void* x, const void* 
   require(x, "x", s.batch * s.in);
   require(table, "table", s.in * s.num_control_points * s.out);
   require(y, "y", s.batch * s.out);
+  if (rounded(dtype, ctx) && s.batch > 0) {
+    check_workspace(rounded_min_bytes(s, false, ctx), ws, ws_bytes);
+    if (on_cuda(ctx)) return cuda_backend::forward_hat_gemm(s, x, table, y, ws, ws_bytes, ctx);
+    return cpu::forward_hat_gemm(s, static_cast<const float*>(x), static_cast<const float*>(table),
+                                 static_cast<float*>(y), ctx.precision, ws, ws_bytes);
+  }
   if (on_cuda(ctx)) return cuda_backend::forward(s, dtype, impl, x, table, y, ws, ws_bytes, ctx);
   check_workspace(forward_workspace_bytes(s, dtype, impl), ws, ws_bytes);
   by_dtype(dtype, [&](auto zero) {
@@ -147,6 +188,12 @@ void backward_table(const Shape& s, DType dtype, Impl impl, const void* x, const
   require(x, "x", s.batch * s.in);
   require(grad_y, "grad_y", s.batch * s.out);
   require(grad_table, "grad_table", s.in * s.num_control_points * s.out);
+  if (rounded(dtype, ctx) && s.batch > 0) {
+    check_workspace(rounded_min_bytes(s, true, ctx), ws, ws_bytes);
+    if (on_cuda(ctx)) return cuda_backend::backward_table_hat_gemm(s, x, grad_y, grad_table, ws, ws_bytes, ctx);
+    return cpu::backward_table_hat_gemm(s, static_cast<const float*>(x), static_cast<const float*>(grad_y),
+                                        static_cast<float*>(grad_table), ctx.precision, ws, ws_bytes);
+  }
   if (on_cuda(ctx)) {
     return cuda_backend::backward_table(s, dtype, impl, x, grad_y, grad_table, ws, ws_bytes, ctx);
   }
@@ -168,7 +215,7 @@ void backward(const Shape& s, DType dtype, Impl impl, const void* x, const void*
               const void* grad_y, void* grad_x, void* grad_table, void* ws, std::size_t ws_bytes,
               const ExecContext& ctx) {
   const bool fused = grad_x != nullptr && grad_table != nullptr && impl == Impl::gather &&
-                     !on_cuda(ctx) && s.batch > 0;
+                     !on_cuda(ctx) && s.batch > 0 && !rounded(dtype, ctx);
   if (!fused) {
     if (grad_x != nullptr) backward_input(s, dtype, impl, x, table, grad_y, grad_x, ws, ws_bytes, ctx);
     if (grad_table != nullptr) backward_table(s, dtype, impl, x, grad_y, grad_table, ws, ws_bytes, ctx);

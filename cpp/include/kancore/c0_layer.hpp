@@ -54,8 +54,17 @@ void validate(const Shape& shape, DType dtype);
 // smaller workspace that still holds one thread's share runs on fewer threads.
 std::size_t forward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
 std::size_t backward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, Device device = {});
+// The same for the context a call will run with: with ctx.precision tf32 or bf16 (float32) the
+// rounded GEMM path's workspace, at most about ctx.workspace_limit (more only when one row of the
+// hat basis, in*K values, plus the rounded table needs more). A smaller workspace, down to one
+// row's, runs the batch in smaller chunks.
+std::size_t forward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, const ExecContext& ctx);
+std::size_t backward_workspace_bytes(const Shape& shape, DType dtype, Impl impl, const ExecContext& ctx);
 
-// y = layer(x). Overwrites y.
+// y = layer(x). Overwrites y. With ctx.precision tf32 or bf16 (float32 only), y = Phi @ C over the
+// hat basis with Phi and C rounded to that format and float32 accumulation (types.hpp,
+// MatmulPrecision); backward_table likewise (Phi^T @ grad_y, both rounded); backward_input is
+// always exact.
 void forward(const Shape& shape, DType dtype, Impl impl, const void* x, const void* table, void* y,
              void* workspace = nullptr, std::size_t workspace_bytes = 0, const ExecContext& ctx = {});
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kancore/c0_layer.hpp"
 
@@ -34,6 +35,20 @@ void backward_input_csr(const Shape& s, const T* x, const T* table, const T* gra
                         void* ws);
 template <class T>
 void backward_table_csr(const Shape& s, const T* x, const T* grad_y, T* grad_table, void* ws);
+
+// The rounded (MatmulPrecision tf32/bf16) GEMM path over the hat basis, float32 only
+// (c0_hat_gemm_cpu.cpp). Workspace offsets for a chunk of `rows` rows, the largest that fits in
+// `limit` bytes (at least 1); forward and backward_table each take a workspace of `total` bytes
+// (a smaller one runs in smaller chunks, down to one row).
+struct HatGemmLayout {
+  std::int64_t rows;
+  std::size_t table, phi, grad, total;
+};
+HatGemmLayout hat_gemm_layout(const Shape& s, bool backward, std::size_t limit);
+void forward_hat_gemm(const Shape& s, const float* x, const float* table, float* y, MatmulPrecision p,
+                      void* ws, std::size_t ws_bytes);
+void backward_table_hat_gemm(const Shape& s, const float* x, const float* grad_y, float* grad_table,
+                             MatmulPrecision p, void* ws, std::size_t ws_bytes);
 
 // y[b,:] += limit of each edge whose t is not finite (the fused and CSR paths skip those edges).
 template <class T>
