@@ -18,6 +18,17 @@ import numpy as np
 from . import _core
 
 IMPLS = ("embedding_bag", "embedding", "sparse_matmul_csr")
+# How float32 C0 layers multiply (kancore/types.hpp, MatmulPrecision): "highest" is the exact
+# path; "tf32" / "bf16" the hat-basis GEMM with rounded operands (tensor cores on CUDA; on the CPU
+# the oracle, slower than the exact path). float64 ignores it.
+PRECISIONS = ("highest", "tf32", "bf16")
+WORKSPACE_LIMIT = 256 << 20  # bytes the rounded path may take per call (chunks of rows that fit)
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"expected precision in {PRECISIONS}, got {precision!r}")
+    return precision
 _NP_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
 
 
@@ -77,22 +88,26 @@ def _np_prepare(x, table, spline_width: float, impl: str):
     return x2, table, shape, x.shape[:-1]
 
 
-def _np_workspace(shape, dtype: str, impl: str, backward: bool) -> np.ndarray:
-    nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, "cpu", backward)
+def _np_workspace(shape, dtype: str, impl: str, backward: bool, precision: str = "highest") -> np.ndarray:
+    nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, "cpu", backward, 0, precision, WORKSPACE_LIMIT)
     return np.empty(max(nbytes, 1), dtype=np.uint8)
 
 
-def c0_forward_numpy(x, table, spline_width: float = 4.0, impl: str = "embedding_bag") -> np.ndarray:
+def c0_forward_numpy(x, table, spline_width: float = 4.0, impl: str = "embedding_bag",
+                     precision: str = "highest") -> np.ndarray:
+    check_precision(precision)
     x2, table, shape, lead = _np_prepare(x, table, spline_width, impl)
     dtype = _NP_DTYPES[table.dtype]
     y = np.empty((shape[0], shape[2]), dtype=table.dtype)
-    ws = _np_workspace(shape, dtype, impl, backward=False)
+    ws = _np_workspace(shape, dtype, impl, False, precision)
     _core.c0_forward(_np_address(x2), _np_address(table), _np_address(y), *shape, dtype, impl,
-                     _np_address(ws), ws.nbytes, "cpu", 0, 0)
+                     _np_address(ws), ws.nbytes, "cpu", 0, 0, precision, WORKSPACE_LIMIT)
     return y.reshape(*lead, shape[2])
 
 
-def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "embedding_bag"):
+def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "embedding_bag",
+                      precision: str = "highest"):
+    check_precision(precision)
     x2, table, shape, lead = _np_prepare(x, table, spline_width, impl)
     dtype = _NP_DTYPES[table.dtype]
     grad_y = np.asarray(grad_y)
@@ -104,9 +119,10 @@ def c0_backward_numpy(x, table, grad_y, spline_width: float = 4.0, impl: str = "
     gy = _c_aligned(grad_y.reshape(-1, shape[2]))
     gx = np.empty_like(x2)
     gt = np.empty_like(table)
-    ws = _np_workspace(shape, dtype, impl, backward=True)
+    ws = _np_workspace(shape, dtype, impl, True, precision)
     _core.c0_backward(_np_address(x2), _np_address(table), _np_address(gy), _np_address(gx),
-                      _np_address(gt), *shape, dtype, impl, _np_address(ws), ws.nbytes, "cpu", 0, 0)
+                      _np_address(gt), *shape, dtype, impl, _np_address(ws), ws.nbytes, "cpu", 0, 0,
+                      False, precision, WORKSPACE_LIMIT)
     return gx.reshape(*lead, shape[1]), gt
 
 
@@ -140,9 +156,8 @@ def _torch_device_args(t) -> Tuple[str, int, int]:
 def autocast_input(x, param_dtype):
     """``x`` as the layer computes it: under ``torch.autocast`` a bfloat16/float16 input runs in
     the layer's own dtype (float32 or float64), as autocast's float32 ops (layer_norm, softmax)
-    do; otherwise ``x`` unchanged, so a dtype mismatch outside autocast still raises. The exact
-    path needs full-precision operands; the CUDA tensor-core path (bf16 Φ and C, fp32
-    accumulation) is the planned fast route under autocast (docs/precision.md)."""
+    do; otherwise ``x`` unchanged, so a dtype mismatch outside autocast still raises. On CUDA
+    the layer then runs its tensor-core path (``matmul_precision``); docs/precision.md."""
     import torch
 
     if (isinstance(x, torch.Tensor) and x.dtype in (torch.bfloat16, torch.float16)
@@ -150,6 +165,34 @@ def autocast_input(x, param_dtype):
             and torch.is_autocast_enabled(x.device.type)):
         return x.to(param_dtype)
     return x
+
+
+@functools.lru_cache(maxsize=None)
+def _float32_matmul_precision_reader():
+    import torch
+
+    # Read once per trace under torch.compile (as inductor bakes the setting into its kernels);
+    # dynamo cannot trace the getter itself.
+    @torch.compiler.assume_constant_result
+    def read() -> str:
+        return torch.get_float32_matmul_precision()
+
+    return read
+
+
+def matmul_precision(x, param_dtype) -> str:
+    """The C0 layer's precision for this call, chosen as ``nn.Linear``'s is: on CUDA for float32
+    layers, autocast to bfloat16 gives "bf16" (to float16: "tf32", the tensor-core format with
+    float16's 10 mantissa bits and float32's range); otherwise
+    ``torch.get_float32_matmul_precision()`` "high" gives "tf32" and "medium" "bf16". The CPU
+    always runs the exact path, its fastest (docs/precision.md)."""
+    import torch
+
+    if param_dtype != torch.float32 or x.device.type != "cuda":
+        return "highest"
+    if torch.is_autocast_enabled("cuda"):
+        return "bf16" if torch.get_autocast_dtype("cuda") == torch.bfloat16 else "tf32"
+    return {"high": "tf32", "medium": "bf16"}.get(_float32_matmul_precision_reader()(), "highest")
 
 
 def low_precision_hint(dtype) -> str:
@@ -169,14 +212,17 @@ def torch_ops() -> SimpleNamespace:
 
     _device_args = _torch_device_args
 
-    def _workspace(shape, dtype: str, impl: str, device: "torch.device", backward: bool):
+    def _workspace(shape, dtype: str, impl: str, device: "torch.device", backward: bool,
+                   precision: str = "highest"):
         """(tensor, address, bytes) of scratch memory for one call, from torch's allocator (its
         caching allocator on CUDA, stream-ordered, so freeing it when the op returns is safe
         while the kernels are still queued). The tensor is returned to keep it alive."""
-        if impl != "sparse_matmul_csr" and device.type != "cuda" and not backward:
+        rounded = precision != "highest" and dtype == "float32"
+        if impl != "sparse_matmul_csr" and device.type != "cuda" and not backward and not rounded:
             return None, 0, 0  # the CPU's gather forward needs none (its backward: sort scratch)
         _, index, _ = _torch_device_args(device)
-        nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, device.type, backward, index)
+        nbytes = _core.c0_workspace_bytes(*shape, dtype, impl, device.type, backward, index, precision,
+                                          WORKSPACE_LIMIT)
         if nbytes == 0:
             return None, 0, 0
         ws = torch.empty(nbytes, dtype=torch.uint8, device=device)
@@ -204,10 +250,13 @@ def torch_ops() -> SimpleNamespace:
 
     @torch.library.custom_op("kancore::c0_forward", mutates_args=())
     def c0_forward(x: torch.Tensor, table: torch.Tensor, spline_width: float, impl: str,
-                   deterministic: bool = False) -> torch.Tensor:
+                   deterministic: bool = False, precision: str = "highest") -> torch.Tensor:
         """y (batch, out) = C0 layer of x (batch, in) with table (in, K, out). The forward is
-        always deterministic; `deterministic` is remembered for the backward (see c0_backward)."""
+        always deterministic; `deterministic` is remembered for the backward (see c0_backward).
+        precision: "highest" (exact), "tf32" or "bf16" (float32: the hat-basis GEMM with rounded
+        operands, see PRECISIONS)."""
         _check_op_args(x, table, impl)
+        check_precision(precision)
         x = x.contiguous()
         table = table.contiguous()
         N, I = x.shape
@@ -215,24 +264,25 @@ def torch_ops() -> SimpleNamespace:
         dtype = _TORCH_DTYPES[table.dtype]
         y = torch.empty((N, O), dtype=table.dtype, device=table.device)
         shape = (N, I, O, K, spline_width)
-        _keep, ws_ptr, ws_bytes = _workspace(shape, dtype, impl, x.device, backward=False)
+        _keep, ws_ptr, ws_bytes = _workspace(shape, dtype, impl, x.device, False, precision)
         _core.c0_forward(x.data_ptr(), table.data_ptr(), y.data_ptr(), *shape, dtype, impl,
-                         ws_ptr, ws_bytes, *_device_args(x))
+                         ws_ptr, ws_bytes, *_device_args(x), precision, WORKSPACE_LIMIT)
         return y
 
     @c0_forward.register_fake
-    def _(x, table, spline_width, impl, deterministic=False):
+    def _(x, table, spline_width, impl, deterministic=False, precision="highest"):
         _same_device(x, table)
         return x.new_empty((x.shape[0], table.shape[2]))
 
     @torch.library.custom_op("kancore::c0_backward", mutates_args=())
     def c0_backward(grad_y: torch.Tensor, x: torch.Tensor, table: torch.Tensor, spline_width: float,
                     impl: str, need_input: bool, need_table: bool,
-                    deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+                    deterministic: bool = False, precision: str = "highest") -> Tuple[torch.Tensor, torch.Tensor]:
         """(grad_x, grad_table) of the C0 layer; a skipped gradient comes back as an empty tensor.
         deterministic=True makes grad_table bitwise repeatable on CUDA (a fixed-order reduction
         instead of float atomics; the CPU always is)."""
         _check_op_args(x, table, impl, grad_y)
+        check_precision(precision)
         x = x.contiguous()
         table = table.contiguous()
         grad_y = grad_y.contiguous()
@@ -240,18 +290,20 @@ def torch_ops() -> SimpleNamespace:
         _, K, O = table.shape
         dtype = _TORCH_DTYPES[table.dtype]
         shape = (N, I, O, K, spline_width)
-        _keep, ws_ptr, ws_bytes = _workspace(shape, dtype, impl, x.device, backward=True)
+        _keep, ws_ptr, ws_bytes = _workspace(shape, dtype, impl, x.device, True, precision)
         common = (*shape, dtype, impl, ws_ptr, ws_bytes, *_device_args(x))
         grad_x = torch.empty_like(x) if need_input else x.new_empty(0)
         grad_table = torch.empty_like(table) if need_table else table.new_empty(0)
         _core.c0_backward(x.data_ptr(), table.data_ptr(), grad_y.data_ptr(),
                           grad_x.data_ptr() if need_input else 0,
                           grad_table.data_ptr() if need_table else 0, *common,
-                          deterministic=bool(deterministic))
+                          deterministic=bool(deterministic), precision=precision,
+                          workspace_limit=WORKSPACE_LIMIT)
         return grad_x, grad_table
 
     @c0_backward.register_fake
-    def _(grad_y, x, table, spline_width, impl, need_input, need_table, deterministic=False):
+    def _(grad_y, x, table, spline_width, impl, need_input, need_table, deterministic=False,
+          precision="highest"):
         _same_device(grad_y, x, table)
         grad_x = torch.empty_like(x) if need_input else x.new_empty(0)
         grad_table = torch.empty_like(table) if need_table else table.new_empty(0)
@@ -263,17 +315,18 @@ def torch_ops() -> SimpleNamespace:
         ctx.spline_width = spline_width
         ctx.impl = impl
         ctx.deterministic = bool(rest[0]) if rest else False
+        ctx.precision = rest[1] if len(rest) > 1 else "highest"
 
     def _backward(ctx, grad_y):
         x, table = ctx.saved_tensors
         need_x, need_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_x or need_table):
-            return None, None, None, None, None
+            return None, None, None, None, None, None
         # torch.use_deterministic_algorithms(True) asks for it too, like torch's own ops.
         deterministic = ctx.deterministic or torch.are_deterministic_algorithms_enabled()
         grad_x, grad_table = c0_backward(grad_y, x, table, ctx.spline_width, ctx.impl, need_x,
-                                         need_table, deterministic)
-        return (grad_x if need_x else None), (grad_table if need_table else None), None, None, None
+                                         need_table, deterministic, ctx.precision)
+        return (grad_x if need_x else None), (grad_table if need_table else None), None, None, None, None
 
     c0_forward.register_autograd(_backward, setup_context=_setup_context)
 

@@ -17,7 +17,7 @@ __all__ = ["c0_forward", "c0_backward", "bspline_forward", "bspline_basis", "edg
 
 
 def c0_forward(x: np.ndarray, table: np.ndarray, spline_width: float = 4.0,
-               impl: str = "embedding_bag") -> np.ndarray:
+               impl: str = "embedding_bag", precision: str = "highest") -> np.ndarray:
     """The C0 layer's output ``y[..., o] = sum_i phi_io(x[..., i])``.
 
     Parameters
@@ -32,23 +32,28 @@ def c0_forward(x: np.ndarray, table: np.ndarray, spline_width: float = 4.0,
         The span of the control points.
     impl : {"embedding_bag", "embedding", "sparse_matmul_csr"}
         The native path (the fused gather, or a CSR product); all compute the same function.
+    precision : {"highest", "tf32", "bf16"}
+        float32 only: "tf32"/"bf16" run the hat-basis GEMM with the basis and the table rounded
+        to that format and float32 sums, the CPU oracle of the CUDA tensor-core path (slower
+        than "highest", the exact default). See docs/precision.md.
 
     Returns
     -------
     numpy.ndarray
         ``(..., out)`` in the table's dtype.
     """
-    return _ops.c0_forward_numpy(x, table, spline_width, impl)
+    return _ops.c0_forward_numpy(x, table, spline_width, impl, precision)
 
 
 def c0_backward(x: np.ndarray, table: np.ndarray, grad_y: np.ndarray, spline_width: float = 4.0,
-                impl: str = "embedding_bag") -> Tuple[np.ndarray, np.ndarray]:
+                impl: str = "embedding_bag", precision: str = "highest") -> Tuple[np.ndarray, np.ndarray]:
     """Both gradients of the C0 layer in one fused pass.
 
     Parameters
     ----------
-    x, table, spline_width, impl
-        As in ``c0_forward``.
+    x, table, spline_width, impl, precision
+        As in ``c0_forward`` (with "tf32"/"bf16" the table gradient uses the rounded basis and
+        rounded ``grad_y``; the input gradient is always exact).
     grad_y : numpy.ndarray
         The gradient of the loss with respect to the output, ``(..., out)``, the table's dtype.
 
@@ -59,7 +64,7 @@ def c0_backward(x: np.ndarray, table: np.ndarray, grad_y: np.ndarray, spline_wid
     grad_table : numpy.ndarray
         ``(in, K, out)``.
     """
-    gx, gt = _ops.c0_backward_numpy(x, table, grad_y, spline_width, impl)
+    gx, gt = _ops.c0_backward_numpy(x, table, grad_y, spline_width, impl, precision)
     return gx, gt
 
 

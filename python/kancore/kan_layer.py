@@ -261,7 +261,7 @@ class KANLayer(nn.Module):
         if self.input_scale is not None:
             x = torch.addcmul(self.input_offset, x, self.input_scale)
         y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl,
-                                  bool(self.deterministic))
+                                  bool(self.deterministic), _ops.matmul_precision(x, table.dtype))
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
