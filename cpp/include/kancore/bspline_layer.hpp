@@ -15,7 +15,7 @@
 // forward/backward also run on CUDA (ctx.device = cuda, every buffer in that device's memory,
 // work queued on ctx.stream with no synchronisation or host copy; orders k <= 16): the host
 // cannot check device-resident knots, so the caller must pass valid ones (KANLinear does). The
-// CUDA kernels are compiled but not yet verified on a GPU. update_grid, refine and basis are
+// CUDA kernels agree with the CPU on an H200 but are not yet tuned. update_grid, refine and basis are
 // CPU functions on host buffers.
 #pragma once
 
