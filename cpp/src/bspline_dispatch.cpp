@@ -1,4 +1,5 @@
 // The one place where B-spline layer calls are validated and routed to the CPU or CUDA kernels.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -19,6 +20,21 @@ using dispatch::fail;
 using dispatch::require;
 
 using dispatch::on_cuda;
+
+// The rounded GEMM path (MatmulPrecision tf32/bf16) serves float32 on the CPU; on CUDA it is not
+// built yet for this layer, which then runs its exact kernels.
+bool rounded(DType dtype, const ExecContext& ctx) {
+  if (ctx.precision != MatmulPrecision::highest && ctx.precision != MatmulPrecision::tf32 &&
+      ctx.precision != MatmulPrecision::bf16) {
+    fail("expected precision highest, tf32 or bf16, got code " + std::to_string(static_cast<int>(ctx.precision)));
+  }
+  return dtype == DType::float32 && ctx.precision != MatmulPrecision::highest && !on_cuda(ctx.device);
+}
+
+// Workspace of the rounded path, sized for a base branch (an upper bound without one).
+std::size_t rounded_bytes(const Shape& s, bool backward, std::size_t limit) {
+  return cpu::hat_gemm_layout(s, true, backward, limit).total;
+}
 
 // Knots must be finite and non-decreasing per feature: the basis search relies on it.
 template <class T>
@@ -72,6 +88,17 @@ std::size_t backward_workspace_bytes(const Shape& s, DType dtype, Device device)
   return cpu::backward_workspace_elems(s) * elem_size(dtype);
 }
 
+std::size_t forward_workspace_bytes(const Shape& s, DType dtype, const ExecContext& ctx) {
+  const std::size_t exact = forward_workspace_bytes(s, dtype, ctx.device);
+  return rounded(dtype, ctx) ? rounded_bytes(s, false, ctx.workspace_limit) : exact;
+}
+
+std::size_t backward_workspace_bytes(const Shape& s, DType dtype, const ExecContext& ctx) {
+  const std::size_t exact = backward_workspace_bytes(s, dtype, ctx.device);
+  // The rounded backward runs the exact one for the input gradient first, on the same workspace.
+  return rounded(dtype, ctx) ? std::max(exact, rounded_bytes(s, true, ctx.workspace_limit)) : exact;
+}
+
 void forward(const Shape& s, DType dtype, const void* x, const Params& p, void* y, void* ws,
              std::size_t ws_bytes, const ExecContext& ctx) {
   validate(s);
@@ -79,6 +106,15 @@ void forward(const Shape& s, DType dtype, const void* x, const Params& p, void* 
   require(p.knots, "knots", s.in * s.num_knots());
   require(p.spline_weight, "spline_weight", s.out * s.in * s.num_coefficients());
   require(y, "y", s.batch * s.out);
+  if (rounded(dtype, ctx) && s.batch > 0) {
+    check_workspace(rounded_bytes(s, false, 0), ws, ws_bytes);
+    const auto* knots = static_cast<const float*>(p.knots);
+    check_knots(s, knots);
+    cpu::forward_hat_gemm(s, static_cast<const float*>(x), knots, static_cast<const float*>(p.base_weight),
+                          static_cast<const float*>(p.spline_weight), static_cast<const float*>(p.spline_scaler),
+                          static_cast<float*>(y), ctx.precision, ws, ws_bytes);
+    return;
+  }
   check_workspace(forward_workspace_bytes(s, dtype, ctx.device), ws, ws_bytes);
   if (on_cuda(ctx.device)) {  // knots stay in device memory: the caller validated them
     cuda_backend::forward(s, dtype, x, p, y, ws, ws_bytes, ctx);
@@ -102,6 +138,26 @@ void backward(const Shape& s, DType dtype, const void* x, const Params& p, const
   require(grad_y, "grad_y", s.batch * s.out);
   if (g.base_weight && !p.base_weight) fail("expected base_weight for its gradient, got null");
   if (g.spline_scaler && !p.spline_scaler) fail("expected spline_scaler for its gradient, got null");
+  if (rounded(dtype, ctx) && s.batch > 0) {
+    check_workspace(std::max(backward_workspace_bytes(s, dtype, ctx.device), rounded_bytes(s, true, 0)), ws,
+                    ws_bytes);
+    const auto* knots = static_cast<const float*>(p.knots);
+    check_knots(s, knots);
+    if (g.x != nullptr) {  // the exact input gradient
+      cpu::backward(s, static_cast<const float*>(x), knots, static_cast<const float*>(p.base_weight),
+                    static_cast<const float*>(p.spline_weight), static_cast<const float*>(p.spline_scaler),
+                    static_cast<const float*>(grad_y), static_cast<float*>(g.x), static_cast<float*>(nullptr),
+                    static_cast<float*>(nullptr), static_cast<float*>(nullptr), static_cast<float*>(ws));
+    }
+    if (g.base_weight || g.spline_weight || g.spline_scaler) {
+      cpu::backward_weights_hat_gemm(s, static_cast<const float*>(x), knots, p.base_weight != nullptr,
+                                     static_cast<const float*>(p.spline_weight),
+                                     static_cast<const float*>(p.spline_scaler), static_cast<const float*>(grad_y),
+                                     static_cast<float*>(g.base_weight), static_cast<float*>(g.spline_weight),
+                                     static_cast<float*>(g.spline_scaler), ctx.precision, ws, ws_bytes);
+    }
+    return;
+  }
   check_workspace(backward_workspace_bytes(s, dtype, ctx.device), ws, ws_bytes);
   if (on_cuda(ctx.device)) {
     cuda_backend::backward(s, dtype, x, p, grad_y, g, ws, ws_bytes, ctx);

@@ -59,6 +59,13 @@ struct Grads {
 
 std::size_t forward_workspace_bytes(const Shape& shape, DType dtype, Device device = {});
 std::size_t backward_workspace_bytes(const Shape& shape, DType dtype, Device device = {});
+// The same for the context a call will run with. With ctx.precision tf32 or bf16 on the CPU
+// (float32), forward and the weight gradients run as GEMMs over the dense basis
+// [B_c(x_i) | silu(x_i)] with that basis and the weights rounded to the format and float32 sums
+// (types.hpp, MatmulPrecision), in chunks of rows within ctx.workspace_limit; the input gradient
+// stays exact. On CUDA this layer has no rounded path yet and runs exactly.
+std::size_t forward_workspace_bytes(const Shape& shape, DType dtype, const ExecContext& ctx);
+std::size_t backward_workspace_bytes(const Shape& shape, DType dtype, const ExecContext& ctx);
 
 // y = layer(x), overwriting y. Knots are checked (finite, non-decreasing per feature).
 void forward(const Shape& shape, DType dtype, const void* x, const Params& params, void* y,
