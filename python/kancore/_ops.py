@@ -502,6 +502,44 @@ def bspline_forward_numpy(x, grid, base_weight, spline_weight, spline_scaler=Non
     return y.reshape(*lead, out)
 
 
+def coefficient_l1_entropy_torch(w, activation: float, entropy: float):
+    """[loss, d loss / d w] of kancore/regularizers.hpp's coefficient_l1_entropy as torch
+    expressions (float64, on w's device): l1 = mean |w| per edge, loss = activation * sum(l1) +
+    entropy * H(l1 / sum(l1)), with 0 log 0 = 0 and subgradient 0 at |w| = 0."""
+    import torch
+
+    wd = w.detach().to(torch.float64)
+    per_edge = max(wd.shape[-1], 1)
+    l1 = wd.abs().reshape(-1, per_edge).mean(dim=1)
+    total = l1.sum()
+    p = l1 / torch.where(total > 0, total, torch.ones_like(total))
+    logp = torch.log(torch.where(p > 0, p, torch.ones_like(p)))  # log 1 = 0 where p = 0
+    H = -(p * logp).sum()
+    dl1 = torch.where(l1 > 0, activation - entropy * (logp + H) / torch.where(total > 0, total, torch.ones_like(total)),
+                      torch.zeros_like(l1))
+    grad = torch.sign(wd) * (dl1 / per_edge).reshape(*wd.shape[:-1], 1)
+    value = activation * total + entropy * H
+    return [value.to(w.dtype), grad.to(w.dtype)]
+
+
+def smoothness_torch(c, outer: int, K: int, inner: int):
+    """[loss, d loss / d c] of kancore/regularizers.hpp's smoothness as torch expressions (float64,
+    on c's device): mean over edges of sum_k (c[k+1] - 2 c[k] + c[k-1])^2 on (outer, K, inner)."""
+    import torch
+
+    cd = c.detach().to(torch.float64).reshape(outer, K, inner)
+    grad = torch.zeros_like(cd)
+    if K < 3 or outer == 0:
+        return [cd.new_zeros(()).to(c.dtype), grad.reshape(c.shape).to(c.dtype)]
+    edges = float(outer * inner)
+    d2 = cd[:, 2:] - 2 * cd[:, 1:-1] + cd[:, :-2]
+    s = 2 * d2 / edges
+    grad[:, 2:] += s
+    grad[:, 1:-1] -= 2 * s
+    grad[:, :-2] += s
+    return [(d2.square().sum() / edges).to(c.dtype), grad.reshape(c.shape).to(c.dtype)]
+
+
 @functools.lru_cache(maxsize=None)
 def torch_bspline_ops() -> SimpleNamespace:
     """Register the B-spline and loss custom ops once and return them (imports torch)."""
@@ -609,12 +647,15 @@ def torch_bspline_ops() -> SimpleNamespace:
     bspline_forward.register_autograd(_backward, setup_context=_setup)
 
     # Losses: one native call gives the value and the gradient; autograd scales the gradient.
+    # On CUDA the same formulas run as torch expressions in float64 on the device (no host copy,
+    # no synchronisation); tests/python/test_device_losses.py checks them against the native ones.
     @torch.library.custom_op("kancore::coefficient_l1_entropy", mutates_args=())
     def coefficient_l1_entropy(w: torch.Tensor, activation: float, entropy: float) -> List[torch.Tensor]:
         if w.dim() < 1 or w.device.type not in ("cpu", "cuda"):
             raise ValueError(f"expected a tensor (..., per_edge) on cpu or cuda, got {tuple(w.shape)} on {w.device}")
-        # The losses read only parameters: on CUDA they run on a host copy (one small transfer).
-        wc = w.detach().to("cpu").contiguous()
+        if w.device.type == "cuda":
+            return coefficient_l1_entropy_torch(w, activation, entropy)
+        wc = w.detach().contiguous()
         grad = torch.empty_like(wc)
         per_edge = wc.shape[-1]
         value = _core.coefficient_l1_entropy(wc.data_ptr(), wc.numel() // max(per_edge, 1), per_edge,
@@ -631,7 +672,9 @@ def torch_bspline_ops() -> SimpleNamespace:
         if c.numel() != outer * K * inner or c.device.type not in ("cpu", "cuda"):
             raise ValueError(f"expected a tensor of {outer}x{K}x{inner} elements on cpu or cuda, got "
                              f"{tuple(c.shape)} on {c.device}")
-        cc = c.detach().to("cpu").contiguous()  # on CUDA: a host copy, as for the L1 loss
+        if c.device.type == "cuda":
+            return smoothness_torch(c, outer, K, inner)
+        cc = c.detach().contiguous()
         grad = torch.empty_like(cc)
         value = _core.smoothness(cc.data_ptr(), outer, K, inner, _dtype_name(cc.dtype), grad.data_ptr())
         return [torch.tensor(value, dtype=c.dtype, device=c.device), grad.to(c.device)]

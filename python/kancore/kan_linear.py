@@ -21,7 +21,7 @@ kernel evaluates only the k+1 non-zero basis functions per input; nothing of sha
 CUDA tensors run on kancore's CUDA kernels (compiled, not yet verified on a GPU; orders up to
 16). There the knots stay in device memory and are not checked per call: they are checked when
 a state_dict is loaded and produced valid by ``update_grid``/``refine`` (the grid fits run on
-the CPU, with one copy each way). The losses run on a host copy of the parameters.
+the CPU, with one copy each way). The coefficient and smoothness losses run on the device.
 """
 from __future__ import annotations
 
