@@ -2,7 +2,9 @@
 // impl="sparse_matmul_csr". The interval lookup (k, t) is the CPU's (c0_segment.hpp), so both
 // backends pick the same segment for every input bit pattern.
 //
-// STATUS: compiled and linked here, not yet run on a GPU (benchmarks/gpu_check.sh does that).
+// STATUS: the exact kernels and the cuSPARSE path agree with the CPU on an H200
+// (benchmarks/gpu_check.sh) and are not yet tuned; the rounded (tf32/bf16) GEMM path at the end
+// is compiled but has not run on a GPU yet.
 // Design notes and traffic estimates: cuda/NOTES.md.
 //
 // Kernels:
