@@ -45,7 +45,18 @@ _TORCH_NAMES = {"KANLayer": "kan_layer", "C0GridReport": "kan_layer",
 __all__ = ["KANLayer", "KANLinear", "KAN", "C0GridReport", "GridUpdateReport", "NumpyKAN", "save", "load",
            "fit", "Trainer", "create_dataset", "count_parameters", "memory_estimate",
            "mlp_with_same_parameters", "plot_network", "functional", "built_with_cuda", "get_num_threads",
-           "set_num_threads", "__version__"]
+           "set_num_threads", "register_torch_ops", "__version__"]
+
+
+def register_torch_ops() -> None:
+    """Register kancore's torch custom ops (``torch.ops.kancore.*``) now. Using a layer does this
+    on first use; call it before ``torch.jit.load`` of a traced kancore model in a fresh process
+    (docs/deploy.md)."""
+    from . import _ops
+
+    _ops.torch_ops()
+    _ops.torch_bspline_ops()
+    _ops.torch_edge_scale_ops()
 
 
 def __getattr__(name: str) -> Any:

@@ -347,8 +347,31 @@ def torch_ops() -> SimpleNamespace:
                 f"expected x of shape (..., {table.shape[0]}), got {tuple(x.shape)}"
             )
 
+    def _portable_c0(x, table, spline_width, *_impl_deterministic_precision):
+        from . import portable
+        return portable.c0_forward(x, table, spline_width)
+
+    _register_export_decomposition(c0_forward, _portable_c0)
     return SimpleNamespace(c0_forward=c0_forward, c0_backward=c0_backward,
                            check_operands=check_torch_operands)
+
+
+def _register_export_decomposition(op, portable_form) -> None:
+    """Let the dynamo-based ``torch.onnx.export`` carry a kancore op through standard operators.
+
+    That exporter traces with Dynamo, which fixes ``torch.onnx.is_in_onnx_export()`` to False, so
+    the layers' own switch to kancore/portable.py never fires there; instead it replaces every op
+    without an ONNX translation by its entry in torch's decomposition table before translating.
+    Only that exporter reads the whole table (torch.compile and torch.export's default
+    decompositions use their own subsets), so training and torch.export keep the native op. The
+    table is private API: if a torch release moves it, export fails with torch's own message and
+    nothing else changes."""
+    try:
+        from torch._decomp import decomposition_table, register_decomposition
+    except ImportError:  # pragma: no cover - depends on the torch release
+        return
+    if op._opoverload not in decomposition_table:
+        register_decomposition(op._opoverload)(portable_form)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -699,6 +722,12 @@ def torch_bspline_ops() -> SimpleNamespace:
         lambda ctx, *grads: _loss_backward(ctx, *grads)[:3], setup_context=_loss_setup)
     smoothness.register_autograd(_loss_backward, setup_context=_loss_setup)
 
+    def _portable_bspline(x, grid, base_weight, spline_weight, spline_scaler):
+        from . import portable
+        order = grid.shape[1] - 1 - spline_weight.shape[2]  # knots G+2k+1, coefficients G+k
+        return portable.bspline_forward(x, grid, base_weight, spline_weight, spline_scaler, order)
+
+    _register_export_decomposition(bspline_forward, _portable_bspline)
     return SimpleNamespace(bspline_forward=bspline_forward, bspline_backward=bspline_backward,
                            coefficient_l1_entropy=coefficient_l1_entropy, smoothness=smoothness)
 

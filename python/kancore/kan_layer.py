@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import _ops
+from . import _ops, portable
 
 _torch_ops = _ops.torch_ops()  # registers the kancore:: custom ops
 
@@ -254,14 +254,19 @@ class KANLayer(nn.Module):
         """
         table = self._table()
         x = _ops.autocast_input(x, table.dtype)
-        _torch_ops.check_operands(x, table)  # the op re-checks impl and operands itself
+        if not torch.jit.is_tracing():  # a trace (TorchScript, ONNX) would freeze these shape tests
+            _torch_ops.check_operands(x, table)  # the op re-checks impl and operands itself
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise ValueError("KANLayer input contains NaN or ±inf (check_finite=True)")
         lead = x.shape[:-1]
         if self.input_scale is not None:
             x = torch.addcmul(self.input_offset, x, self.input_scale)
-        y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl,
-                                  bool(self.deterministic), _ops.matmul_precision(x, table.dtype))
+        if torch.onnx.is_in_onnx_export():  # standard operators only (kancore/portable.py)
+            y = portable.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width),
+                                    (self.in_features, self.num_control_points, self.out_features))
+        else:
+            y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl,
+                                      bool(self.deterministic), _ops.matmul_precision(x, table.dtype))
         return y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:

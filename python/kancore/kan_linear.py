@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import _ops
+from . import _ops, portable
 
 _ops_bs = _ops.torch_bspline_ops()  # registers the kancore:: B-spline and loss ops
 
@@ -216,14 +216,17 @@ class KANLinear(nn.Module):
         if x.dtype != self.spline_weight.dtype:
             raise TypeError(f"expected x of dtype {self.spline_weight.dtype} (the layer's dtype), got {x.dtype}"
                             + _ops.low_precision_hint(x.dtype))
-        if x.dim() < 1 or x.shape[-1] != self.in_features:
+        if not torch.jit.is_tracing() and (x.dim() < 1 or x.shape[-1] != self.in_features):
             raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")
         if x.device != self.spline_weight.device:
             raise ValueError(f"expected x on {self.spline_weight.device} (the layer's device), got {x.device}")
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         scaler = self.spline_scaler if self.enable_standalone_scale_spline else None
-        if self._native_base():
+        if torch.onnx.is_in_onnx_export():  # standard operators only (kancore/portable.py)
+            y = portable.bspline_forward(x2, self.grid, None, self.spline_weight, scaler, self.spline_order)
+            y = y + F.linear(self.base_activation(x2), self.base_weight)
+        elif self._native_base():
             y = _ops_bs.bspline_forward(x2, self.grid, self.base_weight, self.spline_weight, scaler)
         else:
             y = _ops_bs.bspline_forward(x2, self.grid, None, self.spline_weight, scaler)

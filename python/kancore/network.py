@@ -159,6 +159,9 @@ class KAN(nn.Module):
         torch.Tensor
             ``(..., widths[-1])``.
         """
+        # torch.onnx's TorchScript exporter passes defaulted arguments as traced tensors; a trace
+        # records inference, so grids never move under one.
+        update_grid = False if torch.jit.is_tracing() else bool(update_grid)
         last = len(self.layers) - 1
         for j, layer in enumerate(self.layers):
             if update_grid:

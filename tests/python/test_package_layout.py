@@ -20,6 +20,7 @@ FLOORS = {
     "_core": 0,
     "_plotting": 0,  # a leaf: arrays in, figures out; the layers import it when drawing
     "_ops": 1,
+    "portable": 1,  # the layers in standard torch ops (ONNX export)
     "functional": 2,
     "numpy_network": 2,
     "kan_layer": 3,
