@@ -68,6 +68,13 @@ class KAN(nn.Module):
         lines, which rise by one per control point (slope ``(K-1)/W``, 7.75 for the default
         K=32, W=4: a 2-layer stack starts 60x too steep). Chosen by measurement
         (``benchmarks/c0_defaults.py``, table in the README).
+    checkpoint : bool or int
+        Gradient checkpointing (``torch.utils.checkpoint``, non-reentrant) while gradients are
+        recorded: ``True`` runs the stack in segments of ``ceil(sqrt(L))`` of its ``L`` layers,
+        an int ``n`` in segments of ``n`` layers. Only each segment's input is kept for the
+        backward pass, which recomputes the segment: one more forward pass for less activation
+        memory. A layer on its own keeps only its input, so segments of one layer save nothing
+        (except LayerNorm's buffers). ``False`` (the default) keeps every activation.
     device, dtype
         Where and in which floating type (float32 or float64) the parameters live.
 
@@ -87,7 +94,7 @@ class KAN(nn.Module):
                  layernorm: bool = False, layernorm_eps: float = 1e-5,
                  num_control_points: Optional[int] = None, spline_width: Optional[float] = None,
                  variant: Optional[str] = None, init: Optional[str] = None, impl: Optional[str] = None,
-                 init_scale: Optional[str] = None,
+                 init_scale: Optional[str] = None, checkpoint: Union[bool, int] = False,
                  device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
         widths = list(layers_hidden)
@@ -110,6 +117,9 @@ class KAN(nn.Module):
             raise ValueError(f"kind={kind!r} does not take {', '.join(stray)} (arguments of the "
                              f"{'c0' if kind == 'bspline' else 'bspline'} layers)")
         a = {name: own[name] if given[name] is None else given[name] for name in own}
+        if not (isinstance(checkpoint, bool) or (isinstance(checkpoint, int) and checkpoint >= 1)):
+            raise ValueError(f"checkpoint must be True, False or a segment length >= 1, got {checkpoint!r}")
+        self.checkpoint = checkpoint
         self.kind = kind
         self.layernorm = layernorm
         pairs = list(zip(widths[:-1], widths[1:]))
@@ -161,14 +171,43 @@ class KAN(nn.Module):
         """
         # torch.onnx's TorchScript exporter passes defaulted arguments as traced tensors; a trace
         # records inference, so grids never move under one.
-        update_grid = False if torch.jit.is_tracing() else bool(update_grid)
+        tracing = torch.jit.is_tracing()
+        update_grid = False if tracing else bool(update_grid)
+        if self.checkpoint is not False and torch.is_grad_enabled() and not tracing:
+            if update_grid:  # before the checkpointed pass, so its recomputation sees the same grids
+                with torch.no_grad():
+                    self._run_layers(x, 0, len(self.layers), update_grid=True)
+            return self._run_checkpointed(x)
+        return self._run_layers(x, 0, len(self.layers), update_grid)
+
+    def _run_layers(self, x: torch.Tensor, start: int, stop: int, update_grid: bool = False) -> torch.Tensor:
+        """Layers ``start`` to ``stop - 1`` (each followed by its LayerNorm, the last layer not)."""
         last = len(self.layers) - 1
-        for j, layer in enumerate(self.layers):
+        for j in range(start, stop):
+            layer = self.layers[j]
             if update_grid:
                 layer.update_grid(x.reshape(-1, layer.in_features))
             x = layer(x)
             if self.layernorm and j < last:
                 x = self.norms[j](x)
+        return x
+
+    def checkpoint_segment_length(self) -> int:
+        """The number of layers per checkpointed segment (see ``checkpoint``); 0 when off."""
+        if self.checkpoint is False:
+            return 0
+        if self.checkpoint is True:
+            return math.isqrt(len(self.layers) - 1) + 1  # ceil(sqrt(L))
+        return int(self.checkpoint)
+
+    def _run_checkpointed(self, x: torch.Tensor) -> torch.Tensor:
+        from torch.utils.checkpoint import checkpoint
+
+        n, size = len(self.layers), self.checkpoint_segment_length()
+        for start in range(0, n, size):
+            # The layers draw no random numbers, so the RNG state need not be kept.
+            x = checkpoint(self._run_layers, x, start, min(start + size, n), use_reentrant=False,
+                           preserve_rng_state=False)
         return x
 
     def layer_inputs(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
@@ -284,7 +323,8 @@ class KAN(nn.Module):
         return self.layers[layer].visualize_all_mappings(save_path=save_path, **options)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind!r}, widths={self.widths}"
+        text = f"kind={self.kind!r}, widths={self.widths}"
+        return text + (f", checkpoint={self.checkpoint!r}" if self.checkpoint is not False else "")
 
     def __repr__(self) -> str:
         # nn.Module's repr, without the empty ``norms`` list of a network without LayerNorm.
