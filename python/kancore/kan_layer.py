@@ -267,7 +267,8 @@ class KANLayer(nn.Module):
         else:
             y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl,
                                       bool(self.deterministic), _ops.matmul_precision(x, table.dtype))
-        return y.reshape(*lead, self.out_features)
+        # A batch of rows returns the op's own tensor, not a view of it (FSDP warns on views).
+        return y if len(lead) == 1 else y.reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
         p = {"B-spline": "kan_weight", "DCT": "dct_weight"}.get(self.variant, "r_weight")
@@ -340,8 +341,13 @@ class KANLayer(nn.Module):
             xs, table.cpu().numpy(), scale, offset, self.spline_width, K_new, quantile, margin, ridge)
         self._set_table(torch.from_numpy(new_table))
         device = table.device
-        self.input_scale = torch.from_numpy(new_scale).to(device)
-        self.input_offset = torch.from_numpy(new_offset).to(device)
+        for name, value in (("input_scale", new_scale), ("input_offset", new_offset)):
+            value = torch.from_numpy(value).to(device)
+            current = getattr(self, name)
+            if current is not None and current.shape == value.shape:
+                current.copy_(value)  # in place: DDP, CUDA graphs and optimizers keep their references
+            else:
+                setattr(self, name, value)
         return C0GridReport(*report)
 
     @torch.no_grad()

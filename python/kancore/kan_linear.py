@@ -231,7 +231,8 @@ class KANLinear(nn.Module):
         else:
             y = _ops_bs.bspline_forward(x2, self.grid, None, self.spline_weight, scaler)
             y = y + F.linear(self.base_activation(x2), self.base_weight)
-        return y.reshape(*lead, self.out_features)
+        # A batch of rows returns the op's own tensor, not a view of it (FSDP warns on views).
+        return y if len(lead) == 1 else y.reshape(*lead, self.out_features)
 
     def b_splines(self, x: torch.Tensor) -> torch.Tensor:
         """Dense basis (batch, in, G+k) at x (batch, in), for inspection (not differentiable)."""

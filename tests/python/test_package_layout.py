@@ -19,8 +19,8 @@ PACKAGE = Path(kancore.__file__).resolve().parent
 FLOORS = {
     "_core": 0,
     "_plotting": 0,  # a leaf: arrays in, figures out; the layers import it when drawing
+    "portable": 0,  # a leaf: the layers' forwards in standard torch ops (ONNX export)
     "_ops": 1,
-    "portable": 1,  # the layers in standard torch ops (ONNX export)
     "functional": 2,
     "numpy_network": 2,
     "kan_layer": 3,
@@ -29,6 +29,7 @@ FLOORS = {
     "model_io": 5,
     "training": 5,
     "inspection": 5,
+    "distributed": 5,  # grid updates agreed across ranks (DDP)
     "__main__": 6,
     "__init__": 6,
 }
