@@ -2,7 +2,8 @@
 # Builds examples/cpp against an installed kancore CMake package, once per library target:
 #   build/example-cpp       find_package(kancore CONFIG REQUIRED) + kancore::kancore: configured
 #                           with the CUDA toolkit hidden (CMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit),
-#                           built, run, and checked (readelf -d) not to link libcudart/libcusparse.
+#                           built, run (train_sin_cos, then infer on its model file), and checked
+#                           (readelf -d) not to link libcudart/libcusparse.
 #   build/example-cpp-cuda  find_package(kancore CONFIG REQUIRED COMPONENTS CUDA) +
 #                           kancore::kancore_cuda: built and linked only (no GPU needed), and
 #                           checked to link libcudart and libcusparse.
@@ -21,12 +22,15 @@ rm -rf build/example-cpp build/example-cpp-cuda
 cmake -S examples/cpp -B build/example-cpp -G Ninja -DCMAKE_BUILD_TYPE=Release --no-warn-unused-cli \
   -Dkancore_DIR="$cmake_dir" -DCMAKE_DISABLE_FIND_PACKAGE_CUDAToolkit=ON
 cmake --build build/example-cpp -j "$jobs"
-if needed build/example-cpp/train_sin_cos | grep -E 'libcudart|libcusparse|libcuda\.'; then
-  echo "the CPU-only example links CUDA libraries (above)" >&2
-  exit 1
-fi
+for program in train_sin_cos infer; do
+  if needed build/example-cpp/$program | grep -E 'libcudart|libcusparse|libcuda\.'; then
+    echo "the CPU-only example $program links CUDA libraries (above)" >&2
+    exit 1
+  fi
+done
 echo "train_sin_cos (CPU only) links: $(needed build/example-cpp/train_sin_cos | tr '\n' ' ')"
 build/example-cpp/train_sin_cos build/example-cpp/sin_cos.safetensors
+build/example-cpp/infer build/example-cpp/sin_cos.safetensors 4096 20
 
 echo "== examples/cpp against kancore::kancore_cuda (COMPONENTS CUDA; build and link only) =="
 if [ -f "$cmake_dir/kancoreCudaTargets.cmake" ]; then
