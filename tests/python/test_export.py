@@ -130,6 +130,7 @@ def test_portable_forms_equal_the_native_ops_on_hard_inputs():
         layer.kan_weight[0, -1, :] = -0.5
     x = _inputs(6, W=2.0, K=5, nonfinite=True)
     x[7, 0], x[8, 0] = float("inf"), float("-inf")
+    x[9, 0], x[10, 0], x[11, 1] = 1e30, -1e30, 3e4  # far out: no cancellation in a + t (b - a)
     with torch.no_grad():
         want = layer(x)
         got = portable.c0_forward(x, layer._table(), 2.0)
@@ -182,3 +183,22 @@ def test_torchscript_file_loads_in_a_fresh_process_after_import_kancore(tmp_path
             f"np.save({str(tmp_path / 'y.npy')!r}, y.detach().numpy())")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert np.array_equal(np.load(tmp_path / "y.npy"), want.numpy())
+
+
+def test_dynamic_quantisation_touches_only_nn_linear():
+    # torch's eager dynamic quantisation swaps nn.Linear (and RNN) modules for int8 ones; kancore
+    # layers are not nn.Linear, so a KAN keeps its float tables and its exact outputs
+    # (docs/deploy.md, "Quantisation").
+    quantization = pytest.importorskip("torch.ao.quantization")
+    if not hasattr(quantization, "quantize_dynamic"):
+        pytest.skip("this torch has no eager dynamic quantisation")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(kancore.KAN([4, 6, 3], kind="c0"), kancore.KAN([3, 5, 3]), torch.nn.Linear(3, 2))
+    x = torch.randn(32, 4)
+    with torch.no_grad():
+        want_kan = model[1](model[0](x))
+        q = quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        assert "quantized" in type(q[2]).__module__  # the int8 dynamic Linear
+        assert isinstance(q[0], kancore.KAN) and isinstance(q[1], kancore.KAN)
+        assert torch.equal(q[1](q[0](x)), want_kan)
+        assert q(x).shape == (32, 2)
