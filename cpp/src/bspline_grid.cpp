@@ -291,16 +291,18 @@ void refine_typed(const Shape& s, const T* knots, const T* W, std::int64_t G2, T
         const double b = rem == 0 ? a : t_old[k + q + 1];
         t_new[k + j] = rem == 0 ? a : a + (b - a) * (static_cast<double>(rem) / static_cast<double>(G2));
       }
-      const double h_lo = (t_old[k] - t_old[0]) / static_cast<double>(k);
-      const double h_hi = (t_old[nk - 1] - t_old[G + k]) / static_cast<double>(k);
-      // Extension knots keep the old spacing scaled by G / G2 (uniform grids stay uniform).
+      // The extension knots stay where they were, so the new spline covers the old support
+      // [t_0, t_last] and, with every old knot kept, equals the old one everywhere, outside
+      // the grid range too (scaling their spacing by G / G2 would shrink the support and change
+      // every output beyond the range). The price: a refined uniform grid is uniform only
+      // inside, and the forward takes the general basis path.
       for (std::int64_t j = 1; j <= k; ++j) {
-        t_new[k - j] = t_new[k] - static_cast<double>(j) * h_lo * static_cast<double>(G) / static_cast<double>(G2);
-        t_new[G2 + k + j] = t_new[G2 + k] + static_cast<double>(j) * h_hi * static_cast<double>(G) / static_cast<double>(G2);
+        t_new[k - j] = t_old[k - j];
+        t_new[G2 + k + j] = t_old[G + k + j];
       }
       fit->reset();
-      for (std::int64_t j = 0; j < G2; ++j) {
-        const double a = t_new[k + j], b = t_new[k + j + 1];
+      for (std::int64_t j = 0; j < G2 + 2 * k; ++j) {  // every interval of the support
+        const double a = t_new[j], b = t_new[j + 1];
         if (!(b > a)) continue;  // repeated knot: an empty interval
         for (std::int64_t q = 0; q < per_interval; ++q) {
           const double v = a + (b - a) * (static_cast<double>(q) + 0.5) / static_cast<double>(per_interval);

@@ -217,7 +217,23 @@ void refine_typed(const Shape& s, const T* table, std::int64_t Kn, T* new_table)
     if (errors.failed()) continue;
     errors.run([&] {
       const Feature<T> old_f{table + i * K * O, K, O, W, 1.0, 0.0};
-      fit_column(old_f, xs, Kn, 1.0, 0.0, 0.0, new_table + i * Kn * O);
+      T* out = new_table + i * Kn * O;
+      fit_column(old_f, xs, Kn, 1.0, 0.0, 0.0, out);
+      if (Kn > K && (Kn - 1) % (K - 1) != 0) {
+        // A finer grid's end segments lie inside the old end segments: put their two points on
+        // the old end lines, so the linear extension beyond +-W/2 stays exactly the old one
+        // (the least-squares values differ from them by rounding-level amounts inside, but
+        // their slopes would change every output far outside).
+        const T* in = table + i * K * O;
+        const double r = static_cast<double>(K - 1) / static_cast<double>(Kn - 1);  // h' / h
+        for (std::int64_t o = 0; o < O; ++o) {
+          const double c0 = in[o], c1 = in[O + o], cl = in[(K - 1) * O + o], cm = in[(K - 2) * O + o];
+          out[o] = static_cast<T>(c0);
+          out[O + o] = static_cast<T>(c0 + (c1 - c0) * r);
+          out[(Kn - 1) * O + o] = static_cast<T>(cl);
+          out[(Kn - 2) * O + o] = static_cast<T>(cl - (cl - cm) * r);
+        }
+      }
     });
   }
   errors.rethrow();

@@ -444,6 +444,38 @@ TEST(BsplineGrid, RefineToAMultipleIsExactOnTheGrid) {
   EXPECT_LE(worst, 1e-9);
 }
 
+// The whole old support [t_0, t_last] and beyond: refine keeps the extension knots, so the
+// spline part is unchanged outside the grid range too (it used to shrink the support).
+TEST(BsplineGrid, RefineKeepsTheFunctionOutsideTheGridRange) {
+  Layer L = random_layer(200, 4, 3, 5, 3, 9, true);
+  const std::int64_t nk = L.s.num_knots();
+  for (const std::int64_t G2 : {10, 15, 7}) {
+    const std::int64_t nk2 = G2 + 7, C2 = G2 + 3;
+    std::vector<double> new_knots(4 * nk2), new_W(3 * 4 * C2);
+    bs::refine(L.s, DType::float64, L.knots.data(), L.W.data(), G2, new_knots.data(), new_W.data());
+    double v[bs::kMaxOrder + 1], worst = 0, scale = 0;
+    for (std::int64_t i = 0; i < 4; ++i) {
+      const double lo = L.knots[i * nk], hi = L.knots[i * nk + nk - 1], w = hi - lo;
+      EXPECT_EQ(new_knots[i * nk2], lo);
+      EXPECT_EQ(new_knots[i * nk2 + nk2 - 1], hi);
+      for (int q = 0; q < 400; ++q) {
+        const double x = lo - 0.1 * w + 1.2 * w * (q + 0.5) / 400;  // the support and beyond
+        for (std::int64_t o = 0; o < 3; ++o) {
+          double a = 0, b = 0;
+          auto f = bs::basis(L.knots.data() + i * nk, 5, 3, x, v);
+          for (int r = 0; r <= 3; ++r) a += v[r] * L.W[(o * 4 + i) * 8 + f + r];
+          f = bs::basis(new_knots.data() + i * nk2, G2, 3, x, v);
+          for (int r = 0; r <= 3; ++r) b += v[r] * new_W[(o * 4 + i) * C2 + f + r];
+          worst = std::max(worst, std::abs(a - b));
+          scale = std::max(scale, std::abs(a));
+        }
+      }
+    }
+    // Multiples of G keep every old knot: exact. G2 = 7 is a least-squares fit over the support.
+    EXPECT_LE(worst, (G2 % 5 == 0 ? 1e-9 : 0.1) * scale) << G2;
+  }
+}
+
 TEST(BsplineValidation, RejectsBadInput) {
   Layer L = random_layer(4, 2, 3, 5, 3, 1, false);
   std::vector<double> y(12);

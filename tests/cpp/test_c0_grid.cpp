@@ -83,6 +83,21 @@ TEST(C0Grid, RefineToAMultipleIsExactEverywhere) {
   }
 }
 
+// A finer grid that is not a multiple keeps the linear extension: outside [-W/2, W/2] the
+// outputs are the old ones (before the end points were pinned they moved by O(1) at |x| = 5).
+TEST(C0Grid, RefineToAFinerNonMultipleKeepsTheExtension) {
+  const C0 L = random_layer(3, 4, 5, 4);
+  for (const std::int64_t Kn : {7, 12, 40}) {
+    C0 R = L;
+    R.K = Kn;
+    R.table.assign(L.in * Kn * L.out, 0.0);
+    c0::refine(c0::Shape{0, L.in, L.out, L.K, L.W}, DType::float64, L.table.data(), Kn, R.table.data());
+    const auto left = uniform_samples(200, 3, -9, -2, 5), right = uniform_samples(200, 3, 2, 9, 6);
+    EXPECT_LT(max_abs_diff(eval(R, left), eval(L, left)), 1e-11) << Kn;
+    EXPECT_LT(max_abs_diff(eval(R, right), eval(L, right)), 1e-11) << Kn;
+  }
+}
+
 // Not a multiple: the L2 fit over the domain, so on a fine sampling of the domain it must do
 // at least as well as interpolating the old function at the new points.
 TEST(C0Grid, RefineOtherwiseBeatsInterpolation) {

@@ -201,3 +201,19 @@ def test_partial_state_dict_keeps_other_layers_domains():
     model.load_state_dict(part, strict=False)
     assert model.layers[1].input_scale is not None  # not covered by the state_dict: untouched
     torch.testing.assert_close(model(x), before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("K2", [63, 40, 12])
+def test_refine_to_a_finer_grid_keeps_the_linear_extension(K2):
+    # Outside [-W/2, W/2] the C0 layer extends its end segments; refine(40) from K = 32 used to
+    # change the outputs at x = 6 by about 10 (the end slopes of the least-squares fit).
+    torch.manual_seed(0)
+    layer = KANLayer(2, 3, num_control_points=9, spline_width=4.0, dtype=torch.float64)
+    with torch.no_grad():
+        layer.kan_weight.normal_()
+    x = torch.cat([torch.linspace(-9, -2, 50), torch.linspace(2, 9, 50)]).to(torch.float64).unsqueeze(1).repeat(1, 2)
+    with torch.no_grad():
+        y0 = layer(x).clone()
+        layer.refine(K2)
+        change = float((layer(x) - y0).abs().max() / y0.abs().max())
+    assert change <= 1e-12, change

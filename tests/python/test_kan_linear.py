@@ -206,6 +206,12 @@ def uniform_knots(G, k, lo, hi):
     return lo + h * np.arange(-k, G + k + 1, dtype=np.float64)
 
 
+def refined_knots(G, G2, k, lo, hi):
+    """refine's knots: G2 uniform intervals over [lo, hi], the k old extension knots kept."""
+    old = uniform_knots(G, k, lo, hi)
+    return np.concatenate([old[:k], np.linspace(lo, hi, G2 + 1), old[G + k + 1:]])
+
+
 # --------------------------------------------------------------------------------------------
 # Oracle self-checks (they test this file, not kancore).
 # --------------------------------------------------------------------------------------------
@@ -868,7 +874,7 @@ def test_refine_doubling_is_exact(G, k):
     assert layer.spline_weight.shape == (3, 4, 2 * G + k)
     assert layer.spline_scaler.shape == (3, 4)
     assert layer.grid_size == 2 * G
-    np.testing.assert_allclose(layer.grid.numpy(), np.tile(uniform_knots(2 * G, k, -1.0, 1.0), (4, 1)),
+    np.testing.assert_allclose(layer.grid.numpy(), np.tile(refined_knots(G, 2 * G, k, -1.0, 1.0), (4, 1)),
                                rtol=0, atol=1e-12)
     # Still a trainable layer.
     assert isinstance(layer.spline_weight, torch.nn.Parameter)
@@ -898,8 +904,25 @@ def test_refine_to_a_non_multiple_is_close():
     assert 0 < change < 5e-2  # not exact (spaces not nested) but close
     assert layer.grid.shape == (4, new + 2 * k + 1)
     assert layer.spline_weight.shape == (3, 4, new + k)
-    np.testing.assert_allclose(layer.grid.numpy(), np.tile(uniform_knots(new, k, -1.0, 1.0), (4, 1)),
+    np.testing.assert_allclose(layer.grid.numpy(), np.tile(refined_knots(G, new, k, -1.0, 1.0), (4, 1)),
                                rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("new", [10, 15, 7])
+def test_refine_keeps_the_function_outside_the_grid_range(new):
+    # The issue's example: refine(10) used to change outputs beyond [-1, 1] by up to 0.35,
+    # because the extension knots moved in to the new spacing and the support shrank.
+    torch.manual_seed(0)
+    layer = KANLinear(1, 1, grid_size=5, spline_order=3, dtype=torch.float64)
+    with torch.no_grad():
+        layer.spline_weight.normal_()
+    x = torch.linspace(-2.5, 2.5, 401, dtype=torch.float64).unsqueeze(1)  # support [-2.2, 2.2] and beyond
+    with torch.no_grad():
+        y0 = layer(x).clone()
+        layer.refine(new)
+        change = float((layer(x) - y0).abs().max() / y0.abs().max())
+    print(f"refine 5 -> {new}: max change on [-2.5, 2.5] / output scale {change:.2e}")
+    assert change <= (1e-12 if new % 5 == 0 else 5e-2)
 
 
 def test_refine_after_update_grid_is_exact():

@@ -110,9 +110,10 @@ GridFitReport update_grid(const Shape& shape, DType dtype, const void* x, const 
 
 // A grid with new_grid_size intervals over the same range [t[k], t[G+k]] (knots placed by
 // piecewise-linear interpolation of the old ones, so every old knot is kept when new_grid_size
-// is a multiple of G) and coefficients fitted to the old spline on dense points of that range:
-// exact up to rounding when the old knots are kept, least squares otherwise. shape.batch is
-// ignored. Writes new_knots (in, G'+2k+1) and new_spline_weight (out, in, G'+k).
+// is a multiple of G; the k extension knots on each side stay where they were) and
+// coefficients fitted to the old spline on dense points of the whole support [t[0], t[last]]:
+// the same function everywhere, inside and outside the grid range, up to rounding when the old
+// knots are kept; least squares otherwise. shape.batch is ignored. Writes new_knots (in, G'+2k+1) and new_spline_weight (out, in, G'+k).
 void refine(const Shape& shape, DType dtype, const void* knots, const void* spline_weight,
             std::int64_t new_grid_size, void* new_knots, void* new_spline_weight);
 

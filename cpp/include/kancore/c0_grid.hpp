@@ -41,9 +41,12 @@ DomainFitReport fit_domain(const Shape& shape, DType dtype, const void* x, const
                            void* new_table, void* new_scale, void* new_offset,
                            const DomainFitOptions& options = {});
 
-// The same domain with new_K control points: exact when (new_K - 1) is a multiple of (K - 1)
-// (every old breakpoint is kept), otherwise the least-squares fit over the domain (dense
-// uniform samples). shape.batch is ignored. new_table (in, new_K, out).
+// The same domain with new_K control points: exact everywhere when (new_K - 1) is a multiple
+// of (K - 1) (every old breakpoint is kept). Otherwise the least-squares fit over the domain
+// (dense uniform samples); when new_K > K the two end points on each side are then placed on
+// the old end segments, so the linear extension beyond the domain is exactly the old one.
+// (A coarser grid cannot keep it; its extension follows the fit.) shape.batch is ignored.
+// new_table (in, new_K, out).
 void refine(const Shape& shape, DType dtype, const void* table, std::int64_t new_K,
             void* new_table);
 
