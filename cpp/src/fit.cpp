@@ -34,6 +34,17 @@ bool all_finite(Network& net) {
 
 using dispatch::fail;
 
+// The network's grid size (C0 K or B-spline G) when all layers share one, else -1.
+std::int64_t grid_size_of(const Network& net) {
+  std::int64_t size = -1;
+  for (const LayerConfig& l : net.config().layers) {
+    const std::int64_t s = l.kind == LayerKind::c0 ? l.num_control_points : l.grid_size;
+    if (size != -1 && s != size) return -1;
+    size = s;
+  }
+  return size;
+}
+
 template <class T>
 struct Rows {
   std::int64_t n = 0;
@@ -128,6 +139,20 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
          std::to_string(o.grid_update_every) + " and " + std::to_string(o.grid_update_samples));
   }
   if (o.loss != LossKind::mse && o.loss != LossKind::cross_entropy) fail("expected loss mse or cross_entropy");
+  for (const std::int64_t g : o.grid_schedule) {
+    if (g < 1) fail("expected grid_schedule sizes >= 1, got " + std::to_string(g));
+  }
+  if (!o.stage_epochs.empty()) {
+    if (o.stage_epochs.size() != o.grid_schedule.size()) {
+      fail("expected one stage_epochs entry per grid_schedule stage, got " + std::to_string(o.stage_epochs.size()) +
+           " for " + std::to_string(o.grid_schedule.size()));
+    }
+    for (const std::int64_t e : o.stage_epochs) {
+      if (e < 1) fail("expected stage_epochs >= 1, got " + std::to_string(e));
+    }
+  } else if (o.epochs < static_cast<std::int64_t>(o.grid_schedule.size())) {
+    fail(std::to_string(o.epochs) + " epochs cannot hold " + std::to_string(o.grid_schedule.size()) + " grid stages");
+  }
   check_data<T>(train_in, net, o.loss, "training");
   if (val_in) check_data<T>(*val_in, net, o.loss, "validation");
 
@@ -173,9 +198,29 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
   Rows<T> mb;
   std::vector<T> pred, grad;
 
-  for (std::int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+  // Stage j of the grid schedule starts at epoch starts[j].
+  const std::int64_t epochs = o.stage_epochs.empty()
+      ? o.epochs
+      : std::accumulate(o.stage_epochs.begin(), o.stage_epochs.end(), std::int64_t{0});
+  std::vector<std::int64_t> starts;
+  for (std::size_t j = 0; j < o.grid_schedule.size(); ++j) {
+    if (o.stage_epochs.empty()) {
+      starts.push_back(static_cast<std::int64_t>(j) * epochs / static_cast<std::int64_t>(o.grid_schedule.size()));
+    } else {
+      starts.push_back(j == 0 ? 0 : starts.back() + o.stage_epochs[j - 1]);
+    }
+  }
+
+  for (std::int64_t epoch = 0; epoch < epochs; ++epoch) {
     EpochLog log;
     log.epoch = epoch;
+    for (std::size_t j = 0; j < starts.size(); ++j) {
+      if (starts[j] != epoch || grid_size_of(net) == o.grid_schedule[j]) continue;
+      net.refine(o.grid_schedule[j]);
+      opt.resync();
+      log.refined_to = o.grid_schedule[j];
+      hist.refine_epochs.emplace_back(epoch, o.grid_schedule[j]);
+    }
     shuffle(order);
     if (o.grid_update_every > 0 && epoch % o.grid_update_every == 0 && epoch < o.grid_update_until) {
       const auto m = static_cast<std::size_t>(std::min(o.grid_update_samples, train.n));

@@ -107,6 +107,7 @@ struct Network::Impl {
   virtual void zero_grad() = 0;
   virtual double regularization(double weight, bool add_to_grad) = 0;
   virtual void update_grids(std::int64_t batch, const void* x, const GridUpdateSettings& s) = 0;
+  virtual void refine(std::int64_t new_size) = 0;
 };
 
 namespace {
@@ -367,7 +368,42 @@ class Engine final : public Network::Impl {
     cache.batch = -1;  // parameters changed: the kept activations are stale
   }
 
+  void refine(std::int64_t new_size) override {
+    const DType dt = dtype_of<T>::value;
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      LayerConfig& l = cfg.layers[j];
+      const LayerSlots& s = slots[j];
+      const std::int64_t I = l.in_features, O = l.out_features;
+      if (l.kind == LayerKind::c0) {
+        if (new_size == l.num_control_points) continue;
+        const c0::Shape sh{0, I, O, l.num_control_points, l.spline_width};
+        Buffer<T> table(static_cast<std::size_t>(I * new_size * O));
+        c0::refine(sh, dt, t[s.a].value.data(), new_size, table.data());
+        resize(s.a, {I, new_size, O}, std::move(table));
+        l.num_control_points = new_size;
+      } else {
+        if (new_size == l.grid_size) continue;
+        const std::int64_t k = l.spline_order;
+        const bspline::Shape sh{0, I, O, l.grid_size, k};
+        Buffer<T> knots(static_cast<std::size_t>(I * (new_size + 2 * k + 1)));
+        Buffer<T> spline(static_cast<std::size_t>(O * I * (new_size + k)));
+        bspline::refine(sh, dt, t[s.a].value.data(), t[s.c].value.data(), new_size, knots.data(), spline.data());
+        resize(s.a, {I, new_size + 2 * k + 1}, std::move(knots));
+        resize(s.c, {O, I, new_size + k}, std::move(spline));
+        l.grid_size = new_size;
+      }
+    }
+    cache.batch = -1;  // the kept activations belong to the old parameters
+  }
+
  private:
+  void resize(std::size_t slot, std::vector<std::int64_t> shape, Buffer<T> value) {
+    Tensor<T>& x = t[slot];
+    x.shape = std::move(shape);
+    x.value = std::move(value);
+    if (x.group != ParamGroup::buffer) x.grad.assign(x.value.size(), T(0));
+  }
+
   std::size_t add(std::string name, std::vector<std::int64_t> shape, ParamGroup group) {
     Tensor<T> x;
     x.name = std::move(name);
@@ -583,6 +619,18 @@ void Network::update_grids(std::int64_t batch, const void* x, const GridUpdateSe
   // work on a copy and swap it in, so a throw in a later layer leaves the network unchanged.
   auto next = impl_->clone();
   next->update_grids(batch, x, s);
+  impl_ = std::move(next);
+}
+
+void Network::refine(std::int64_t new_size) {
+  for (const LayerConfig& l : impl_->cfg.layers) {
+    const std::int64_t least = l.kind == LayerKind::c0 ? 2 : 1;
+    if (new_size < least) {
+      fail("expected a new grid size >= " + std::to_string(least) + " for every layer, got " + std::to_string(new_size));
+    }
+  }
+  auto next = impl_->clone();  // all layers or none
+  next->refine(new_size);
   impl_ = std::move(next);
 }
 

@@ -64,6 +64,7 @@ def _history(raw: Dict[str, Any]) -> Dict[str, Any]:
             "train_loss": list(raw["train_loss"]), "val_loss": list(raw["val_loss"]), "test_loss": [],
             "reg": list(raw.get("reg", [])), "lr": list(raw.get("lr", [])),
             "grid_update_steps": [e * per_epoch for e in raw.get("grid_update_epochs", [])] if per_epoch else [],
+            "refine_steps": [(e * per_epoch, size) for e, size in raw.get("refine_epochs", [])] if per_epoch else [],
             "best": best, "best_step": steps[best] if best is not None and steps else None,
             "best_epoch": best, "best_loss": raw["best_loss"] if best is not None else None,
             "stop_reason": "completed" if reason == "epochs" else reason}
@@ -265,6 +266,12 @@ class NumpyKAN:
         flat = self._inputs(X)
         self._net.update_grids(_address(flat), flat.shape[0])
 
+    def refine(self, new_size: int) -> None:
+        """Every C0 layer to ``new_size`` control points, every B-spline layer to ``new_size``
+        grid intervals, keeping the function (exactly when the new size refines the old one;
+        docs/layer_math.md, "Grid updates")."""
+        self._net.refine(_count("new_size", new_size, 1))
+
     def regularization(self, weight: float = 1.0) -> float:
         """weight * (C0 smoothness + B-spline coefficient L1 + entropy) (see fit)."""
         return self._net.regularization(float(weight), False)
@@ -298,6 +305,7 @@ class NumpyKAN:
             patience: Optional[int] = None, restore_best: bool = True, reg_weight: float = 0.0,
             grid_update_every: int = 0, grid_update_until: Optional[int] = None, grid_update_samples: int = 1024,
             seed: int = 0, callback: Optional[Callable[[Dict[str, Any]], Any]] = None,
+            grid_schedule: Optional[Sequence[int]] = None, stage_epochs: Optional[Sequence[int]] = None,
             grid_samples: Optional[int] = None) -> Dict[str, Any]:
         """Mini-batch Adam/AdamW training in C++ (the same names as ``kancore.fit``).
 
@@ -344,7 +352,15 @@ class NumpyKAN:
             Shuffles and the validation split.
         callback : callable, optional
             ``callback(log)`` after each epoch with a dict (``epoch``, ``train_loss``,
-            ``val_loss``, ``penalty``, ``improved``, ``grid_updated``); return False to stop.
+            ``val_loss``, ``penalty``, ``improved``, ``grid_updated``, ``refined_to``: the grid
+            size the schedule refined to before this epoch, 0 if none); return False to stop.
+        grid_schedule : sequence of int, optional
+            Grid extension, as in ``kancore.fit``: the grid size (C0 K, B-spline G) of each
+            stage; the epochs are split evenly among the stages unless ``stage_epochs`` gives
+            their lengths (their sum then replaces ``epochs``). Each stage starts with
+            ``refine`` (the function is kept); refined tensors get fresh Adam state.
+        stage_epochs : sequence of int, optional
+            Epochs of each stage of ``grid_schedule``.
         grid_samples : int, optional
             Deprecated: use ``grid_update_samples``.
 
@@ -353,7 +369,7 @@ class NumpyKAN:
         dict
             The keys of ``kancore.fit``'s history, one record per epoch: ``step``, ``epoch``,
             ``train_loss``, ``val_loss``, ``test_loss`` (always empty here), ``reg``, ``lr``,
-            ``grid_update_steps``, ``best`` (index of the best record by the monitored loss),
+            ``grid_update_steps``, ``refine_steps`` ((step, size) of each refine), ``best`` (index of the best record by the monitored loss),
             ``best_step``, ``best_epoch`` (0-based), ``best_loss`` and ``stop_reason``
             (``"completed"``, ``"early_stopping"``, ``"callback"`` or ``"diverged"``).
         """
@@ -361,6 +377,13 @@ class NumpyKAN:
             warnings.warn("kancore: grid_samples is deprecated and will be removed in kancore 0.3; use "
                           "grid_update_samples", FutureWarning, stacklevel=2)
             grid_update_samples = grid_samples
+        schedule = [] if grid_schedule is None else [_count("grid_schedule entries", g, 1) for g in grid_schedule]
+        stages = [] if stage_epochs is None else [_count("stage_epochs entries", e, 1) for e in stage_epochs]
+        if stages and len(stages) != len(schedule):
+            raise ValueError(f"stage_epochs needs a grid_schedule of the same length, got {stage_epochs!r} "
+                             f"for grid_schedule={grid_schedule!r}")
+        if stages:
+            epochs = sum(stages)
         epochs = _count("epochs", epochs, 1)
         patience = 0 if patience is None else _count("patience", patience, 0)
         until = epochs if grid_update_until is None else _count("grid_update_until", grid_update_until, 0)
@@ -383,7 +406,7 @@ class NumpyKAN:
             optimizer, float(weight_decay), float(val_fraction), patience, bool(restore_best),
             float(reg_weight), _count("grid_update_every", grid_update_every, 0), until,
             _count("grid_update_samples", grid_update_samples, 1), _count("seed", seed, 0),
-            callback)
+            callback, schedule, stages)
         del keep
         return _history(raw)
 

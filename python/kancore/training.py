@@ -7,6 +7,11 @@ The loop, in order, at each step s = 0 .. steps-1:
    ``s < grid_update_until``: the network is run on ``grid_update_samples`` random training inputs
    with ``update_grid=True`` (B-spline layers move their knots, C0 layers fit their input domain);
    parameters that were replaced (e.g. a new K) get fresh optimizer state, the others keep theirs;
+   and, with a ``grid_schedule`` (grid sizes per stage: B-spline G, C0 K), at the first step of
+   each stage the network is refined to that stage's size (``model.refine``, which keeps the
+   function); the refined spline parameters get fresh optimizer state, the others keep theirs,
+   and the learning-rate schedule runs on over the whole run (``stage_lr="continue"``) or
+   starts again in each stage (``"restart"``);
 2. one optimizer step on a mini-batch (``batch_size=None``: the full training set) of
    ``loss(model(x), y) + reg_weight * penalty``, with the gradient norm clipped to ``grad_clip``;
 3. every ``eval_every`` steps (and at the last one): the validation loss; the best weights are kept
@@ -51,7 +56,8 @@ _SPLINE_NAMES = {"KANLayer": ("kan_weight", "dct_weight", "r_weight", "l_weight"
                  "KANLinear": ("spline_weight",)}
 OPTIMIZERS = ("adam", "adamw", "lbfgs")
 HISTORY_KEYS = ("step", "epoch", "train_loss", "val_loss", "test_loss", "reg", "lr", "grid_update_steps",
-                "best", "best_step", "best_epoch", "best_loss", "stop_reason")
+                "refine_steps", "best", "best_step", "best_epoch", "best_loss", "stop_reason")
+STAGE_LR = ("continue", "restart")
 
 
 def _renamed(old: str, new: str) -> None:
@@ -142,6 +148,19 @@ def _positive(name, value, integer=False, allow_none=False):
     return int(value) if integer else float(value)
 
 
+def _sequence(name, value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of ints, got {value!r}")
+    return list(value)
+
+
+def _grid_size(model: nn.Module) -> Optional[int]:
+    """The network's current grid size (B-spline G or C0 K), None when the layers differ."""
+    sizes = {getattr(m, "grid_size", None) if isinstance(m, KANLinear) else getattr(m, "num_control_points", None)
+             for m in model.modules() if isinstance(m, (KANLinear, KANLayer))}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def _as_tensor(name, a, dtype=None, device=None):
     t = a if isinstance(a, torch.Tensor) else torch.as_tensor(a)
     if dtype is not None and t.is_floating_point():
@@ -193,6 +212,19 @@ class Trainer:
         See ``grid_update_every``.
     grid_update_samples : int
         See ``grid_update_every``.
+    grid_schedule : sequence of int, optional
+        Grid extension during training: the grid size (B-spline ``grid_size``, C0
+        ``num_control_points``) of each stage, e.g. ``[5, 10, 20]``. The steps are split evenly
+        among the stages unless ``stage_steps`` gives their lengths; at the start of each stage
+        whose size differs from the network's, ``model.refine(size)`` runs (the function is
+        kept). Needs a model with ``refine`` (``kancore.KAN``, a layer).
+    stage_steps : sequence of int, optional
+        Optimizer steps of each stage of ``grid_schedule`` (their sum is the run's length).
+    stage_lr : {"continue", "restart"}
+        Across stages, ``"continue"`` (the default, chosen by measurement: README "Grid
+        schedules") keeps one warmup + cosine schedule over the whole run and the optimizer
+        state of the parameters refine does not replace; ``"restart"`` builds a fresh optimizer
+        and runs the warmup and cosine again in every stage. LBFGS always restarts its history.
     batch_size : int, optional
         Mini-batch rows; ``None``: the full training set every step.
     eval_every : int
@@ -219,7 +251,8 @@ class Trainer:
                  reg_weight: float = 0.0, reg: str = "auto",
                  reg_kwargs: Optional[Dict[str, Any]] = None, grid_update_every: int = 0,
                  grid_update_until: Optional[int] = None, grid_update_samples: int = 1024,
-                 batch_size: Optional[int] = None, eval_every: int = 10, patience: Optional[int] = None,
+                 grid_schedule: Optional[Sequence[int]] = None, stage_steps: Optional[Sequence[int]] = None,
+                 stage_lr: str = "continue", batch_size: Optional[int] = None, eval_every: int = 10, patience: Optional[int] = None,
                  restore_best: bool = True, progress: bool = True, seed: int = 0, lbfgs_max_iter: int = 20,
                  lbfgs_history: int = 10, spline_lr_mult: Optional[float] = None) -> None:
         if not isinstance(model, nn.Module):
@@ -266,6 +299,20 @@ class Trainer:
         self.grid_update_every = int(grid_update_every)
         self.grid_update_until = grid_update_until
         self.grid_update_samples = _positive("grid_update_samples", grid_update_samples, integer=True)
+        self.grid_schedule = None if grid_schedule is None else [
+            _positive("grid_schedule entries", g, integer=True) for g in _sequence("grid_schedule", grid_schedule)]
+        self.stage_steps = None if stage_steps is None else [
+            _positive("stage_steps entries", n, integer=True) for n in _sequence("stage_steps", stage_steps)]
+        if self.stage_steps is not None and (self.grid_schedule is None
+                                             or len(self.stage_steps) != len(self.grid_schedule)):
+            raise ValueError("stage_steps needs a grid_schedule of the same length, got "
+                             f"{stage_steps!r} for grid_schedule={grid_schedule!r}")
+        if stage_lr not in STAGE_LR:
+            raise ValueError(f"stage_lr must be one of {STAGE_LR}, got {stage_lr!r}")
+        self.stage_lr = stage_lr
+        if self.grid_schedule is not None and not callable(getattr(model, "refine", None)):
+            raise ValueError(f"grid_schedule needs a model with refine() (a kancore.KAN or layer), "
+                             f"got {type(model).__name__}")
         self.batch_size = _positive("batch_size", batch_size, integer=True, allow_none=True)
         self.eval_every = _positive("eval_every", eval_every, integer=True)
         self.patience = None if patience == 0 else _positive("patience", patience, integer=True, allow_none=True)
@@ -507,8 +554,24 @@ class Trainer:
             raise ValueError("pass steps or epochs, not both")
         if epochs is not None:
             steps = _positive("epochs", epochs, integer=True) * per_epoch
+        if self.stage_steps is not None:
+            if steps is not None and steps != sum(self.stage_steps):
+                raise ValueError(f"stage_steps sum to {sum(self.stage_steps)} steps but steps/epochs ask for {steps}")
+            steps = sum(self.stage_steps)
         steps = 1000 if steps is None else _positive("steps", steps, integer=True)
         until = steps if self.grid_update_until is None else int(self.grid_update_until)
+        # Stage s of the grid schedule starts at step starts[s].
+        stages: Dict[int, int] = {}
+        if self.grid_schedule is not None:
+            S = len(self.grid_schedule)
+            if self.stage_steps is not None:
+                starts = [sum(self.stage_steps[:j]) for j in range(S)]
+            else:
+                if steps < S:
+                    raise ValueError(f"{steps} steps cannot hold {S} grid stages")
+                starts = [(j * steps) // S for j in range(S)]
+            stages = dict(zip(starts, self.grid_schedule))
+        stage_start, stage_end = 0, steps
 
         tqdm = _progress_bar_class(self.progress)
         order, cursor = torch.randperm(n, generator=gen), 0
@@ -517,13 +580,25 @@ class Trainer:
         self.best_step, self.stopped_early = None, False
         best, best_state, bad_evals = math.inf, None, 0
         hist: Dict[str, Any] = {k: [] for k in ("step", "epoch", "train_loss", "val_loss", "test_loss", "reg",
-                                                "lr", "grid_update_steps")}
+                                                "lr", "grid_update_steps", "refine_steps")}
+        best_size = None
         hist.update(best=None, best_step=None, best_epoch=None, best_loss=None, stop_reason="completed")
         run_loss, run_reg, run_n = 0.0, 0.0, 0
 
         bar = tqdm(total=steps, disable=not self.progress, desc="fit", leave=True)
         try:
             for step in range(steps):
+                if step in stages:
+                    size = stages[step]
+                    later = [b for b in stages if b > step]
+                    stage_start, stage_end = step, (min(later) if later else steps)
+                    if _grid_size(self.model) != size:
+                        self.model.refine(size)
+                        hist["refine_steps"].append((step, size))
+                        if self.stage_lr == "restart":
+                            self.optimizer = self._build_optimizer()
+                        else:
+                            self._sync_parameters()
                 if self.grid_update_every and step % self.grid_update_every == 0 and step < until:
                     pick = torch.randperm(n, generator=gen)[:self.grid_update_samples].to(X.device)
                     self._update_grids(X[pick])
@@ -536,7 +611,10 @@ class Trainer:
                     idx = order[cursor:cursor + bs].to(X.device)
                     cursor += bs
                     xb, yb = X[idx], y[idx]
-                self._set_lr(step, steps)
+                if self.stage_lr == "restart":
+                    self._set_lr(step - stage_start, stage_end - stage_start)
+                else:
+                    self._set_lr(step, steps)
                 parts: Dict[str, Any] = {}
 
                 def closure() -> torch.Tensor:
@@ -579,6 +657,7 @@ class Trainer:
                             best, bad_evals, self.best_step = val, 0, step + 1
                             hist["best"] = len(hist["val_loss"]) - 1
                             best_state = copy.deepcopy(self.model.state_dict())
+                            best_size = _grid_size(self.model)
                         else:
                             bad_evals += 1
                     bar.set_postfix(post, refresh=False)
@@ -592,6 +671,8 @@ class Trainer:
         finally:
             bar.close()
         if has_val and self.restore_best and best_state is not None:
+            if self.grid_schedule is not None and best_size is not None and _grid_size(self.model) != best_size:
+                self.model.refine(best_size)  # the best weights are from an earlier stage: its shapes
             self.model.load_state_dict(best_state)
         if hist["best"] is not None:
             hist["best_step"] = self.best_step

@@ -164,6 +164,7 @@ void register_network(py::module_& m) {
       .def("update_grids", [](Network& n, std::uintptr_t x, std::int64_t batch) {
         n.update_grids(batch, ptr<const void>(x));
       })
+      .def("refine", &Network::refine, py::arg("new_size"))
       .def("fit",
            [](Network& n, std::uintptr_t x, std::uintptr_t y, std::uintptr_t labels, std::int64_t rows,
               std::uintptr_t vx, std::uintptr_t vy, std::uintptr_t vlabels, std::int64_t vrows,
@@ -171,7 +172,8 @@ void register_network(py::module_& m) {
               double lr_spline, const std::string& optimizer, double weight_decay, double val_fraction,
               std::int64_t patience, bool restore_best, double reg_weight, std::int64_t grid_every,
               std::int64_t grid_until, std::int64_t grid_update_samples, std::uint64_t seed,
-              const py::object& callback) {
+              const py::object& callback, std::vector<std::int64_t> grid_schedule,
+              std::vector<std::int64_t> stage_epochs) {
              FitOptions o;
              if (loss == "mse") o.loss = LossKind::mse;
              else if (loss == "cross_entropy") o.loss = LossKind::cross_entropy;
@@ -192,6 +194,8 @@ void register_network(py::module_& m) {
              o.grid_update_until = grid_until;
              o.grid_update_samples = grid_update_samples;
              o.seed = seed;
+             o.grid_schedule = std::move(grid_schedule);
+             o.stage_epochs = std::move(stage_epochs);
              if (!callback.is_none()) {
                o.callback = [callback](const EpochLog& e) {
                  py::gil_scoped_acquire gil;
@@ -202,6 +206,7 @@ void register_network(py::module_& m) {
                  d["penalty"] = e.penalty;
                  d["improved"] = e.improved;
                  d["grid_updated"] = e.grid_updated;
+                 d["refined_to"] = e.refined_to;
                  const py::object r = callback(d);
                  return r.is_none() || r.cast<bool>();
                };
@@ -219,6 +224,7 @@ void register_network(py::module_& m) {
              out["reg"] = h.reg;
              out["lr"] = h.lr;
              out["grid_update_epochs"] = h.grid_update_epochs;
+             out["refine_epochs"] = h.refine_epochs;
              out["steps_per_epoch"] = h.steps_per_epoch;
              return out;
            })

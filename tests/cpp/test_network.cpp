@@ -6,6 +6,8 @@
 #include <limits>
 #include <random>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "kancore/network.hpp"
@@ -298,6 +300,81 @@ TEST(Fit, ReducesTheLoss) {
     EXPECT_LT(h.best_loss, 0.25 * h.val_loss.front()) << "kind " << static_cast<int>(kind);
     EXPECT_LT(h.train_loss.back(), 0.25 * h.train_loss.front());
   }
+}
+
+// Network::refine keeps the function (exactly for a multiple, C0 after a grid update too) and
+// changes the tensors' shapes; a bad size leaves the network unchanged.
+TEST(Network, RefineKeepsTheFunctionAndReshapesTheTensors) {
+  NetworkConfig c = make_config({2, 5, 3}, LayerKind::bspline, DType::float64, true);
+  NetworkConfig c0 = make_config({2, 5, 3}, LayerKind::c0, DType::float64, true);
+  for (auto& l : c0.layers) l.num_control_points = 5;
+  for (const NetworkConfig& cfg : {c, c0}) {
+    Network net(cfg, 3);
+    randomise(net, 4);
+    const auto x = random_vec<double>(2 * 200, 5, -4.0, 4.0);  // inside and well outside the grids
+    if (cfg.layers[0].kind == LayerKind::c0) net.update_grids(200, x.data());
+    std::vector<double> before(3 * 200), after(3 * 200);
+    net.forward(200, x.data(), before.data());
+    const std::int64_t size = cfg.layers[0].kind == LayerKind::c0 ? 9 : 10;  // multiples of the old
+    net.refine(size);
+    net.forward(200, x.data(), after.data());
+    for (std::size_t e = 0; e < before.size(); ++e) EXPECT_NEAR(after[e], before[e], 1e-9) << e;
+    const TensorView w = net.tensor(cfg.layers[0].kind == LayerKind::c0 ? "layers.0.kan_weight" : "layers.0.spline_weight");
+    if (cfg.layers[0].kind == LayerKind::c0) {
+      EXPECT_EQ(w.shape, (std::vector<std::int64_t>{2, 9, 5}));
+    } else {
+      EXPECT_EQ(w.shape, (std::vector<std::int64_t>{5, 2, 13}));
+    }
+    EXPECT_THROW(net.refine(0), std::invalid_argument);
+    net.forward(200, x.data(), after.data());  // unchanged by the failed call
+    for (std::size_t e = 0; e < before.size(); ++e) EXPECT_NEAR(after[e], before[e], 1e-9) << e;
+  }
+}
+
+// A grid schedule refines before the first epoch of each stage, Adam restarts the refined
+// tensors only, and training goes on to a lower loss than the coarse grid alone reaches.
+TEST(Fit, GridScheduleRefinesAtEachStage) {
+  const Data d = make_data(256, 7);
+  auto run = [&](std::vector<std::int64_t> schedule) {
+    NetworkConfig c = make_config({2, 5, 1}, LayerKind::bspline, DType::float64, false);
+    for (auto& l : c.layers) l.grid_size = 3;
+    Network net(c, 2);
+    FitOptions o;
+    o.epochs = 60;
+    o.batch_size = 256;
+    o.optimizer.lr = 0.02;
+    o.restore_best = false;
+    o.grid_schedule = std::move(schedule);
+    std::vector<std::int64_t> refined;
+    o.callback = [&](const EpochLog& e) {
+      if (e.refined_to) refined.push_back(e.epoch);
+      return true;
+    };
+    FitHistory h = fit(net, Dataset{256, d.x.data(), d.y.data(), nullptr}, o);
+    return std::make_tuple(h, net.config().layers[0].grid_size, refined);
+  };
+  const auto [plain, plain_size, plain_refined] = run({});
+  const auto [sched, sched_size, sched_refined] = run({3, 6, 12});
+  EXPECT_EQ(plain_size, 3);
+  EXPECT_EQ(sched_size, 12);
+  ASSERT_EQ(sched.refine_epochs.size(), 2u);
+  EXPECT_EQ(sched.refine_epochs[0], std::make_pair(std::int64_t{20}, std::int64_t{6}));
+  EXPECT_EQ(sched.refine_epochs[1], std::make_pair(std::int64_t{40}, std::int64_t{12}));
+  EXPECT_EQ(sched_refined, (std::vector<std::int64_t>{20, 40}));
+  EXPECT_TRUE(plain.refine_epochs.empty());
+  EXPECT_LT(sched.train_loss.back(), plain.train_loss.back());
+  // Stage lengths given explicitly replace epochs.
+  NetworkConfig c = make_config({2, 3, 1}, LayerKind::c0, DType::float64, false);
+  Network net(c, 1);
+  FitOptions o;
+  o.grid_schedule = {8, 16};
+  o.stage_epochs = {2, 3};
+  const FitHistory h = fit(net, Dataset{256, d.x.data(), d.y.data(), nullptr}, o);
+  EXPECT_EQ(h.train_loss.size(), 5u);
+  ASSERT_EQ(h.refine_epochs.size(), 2u);  // 32 -> 8 before epoch 0, 8 -> 16 before epoch 2
+  EXPECT_EQ(h.refine_epochs[1].first, 2);
+  o.stage_epochs = {2};
+  EXPECT_THROW(fit(net, Dataset{256, d.x.data(), d.y.data(), nullptr}, o), std::invalid_argument);
 }
 
 // FitHistory's per-epoch reg and lr, the grid-update epochs and steps_per_epoch, checked against

@@ -136,7 +136,7 @@ def test_fit_reduces_the_loss(kind):
 
 # kancore.fit's history keys (kancore.training.HISTORY_KEYS), written out: this file runs without torch.
 HISTORY_KEYS = {"step", "epoch", "train_loss", "val_loss", "test_loss", "reg", "lr", "grid_update_steps",
-                "best", "best_step", "best_epoch", "best_loss", "stop_reason"}
+                "refine_steps", "best", "best_step", "best_epoch", "best_loss", "stop_reason"}
 
 
 def test_fit_history_has_the_torch_front_end_keys():
@@ -382,3 +382,29 @@ def test_fit_rejects_non_integer_epochs():
     X = np.zeros((8, 2))
     with pytest.raises(ValueError, match="epochs must be an int"):
         NumpyKAN([2, 1]).fit(X, X[:, 0], epochs=1.5)
+
+
+@pytest.mark.parametrize("kind", ["bspline", "c0"])
+def test_refine_keeps_the_function_and_a_grid_schedule_extends_the_grid(kind):
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, size=(256, 2))
+    y = np.sin(X[:, 0]) * np.cos(X[:, 1])
+    net = NumpyKAN([2, 4, 1], kind=kind, dtype="float64", seed=2, **({"grid_size": 3} if kind == "bspline"
+                                                                     else {"num_control_points": 4}))
+    before = net(X * 2)  # far outside the grids too
+    net.refine(6 if kind == "bspline" else 7)  # multiples of the old sizes: the same function
+    np.testing.assert_allclose(net(X * 2), before, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError):
+        net.refine(0)
+    seen = []
+    small = [3, 6, 12] if kind == "bspline" else [4, 7, 13]
+    hist = net.fit(X, y, epochs=30, batch_size=256, lr=0.02, grid_schedule=small, restore_best=False,
+                   callback=lambda log: seen.append(log["refined_to"]))
+    # 6 / 7 already: the first stage refines back down to 3 / 4 at epoch 0, then 10 and 20.
+    assert [size for _, size in hist["refine_steps"]] == small
+    assert [s for s in seen if s] == small
+    assert [step for step, _ in hist["refine_steps"]] == [0, 10, 20]
+    with pytest.raises(ValueError, match="stage_epochs"):
+        net.fit(X, y, grid_schedule=[3, 6], stage_epochs=[2])
+    hist = net.fit(X, y, grid_schedule=small[:2], stage_epochs=[2, 3], batch_size=256)
+    assert len(hist["train_loss"]) == 5

@@ -86,6 +86,47 @@ def test_grid_update_schedule_changes_grids_and_training_goes_on():
     assert math.isfinite(hist["train_loss"][-1])
 
 
+@pytest.mark.parametrize("kind", ["bspline", "c0"])
+@pytest.mark.parametrize("stage_lr", ["continue", "restart"])
+def test_grid_schedule_refines_at_each_stage(kind, stage_lr):
+    ds = _data()
+    torch.manual_seed(0)
+    sizes = [3, 6, 12] if kind == "bspline" else [4, 7, 13]
+    model = KAN([2, 3, 1], **({"grid_size": 3} if kind == "bspline" else {"kind": "c0", "num_control_points": 4}))
+    hist = fit(model, ds, steps=30, lr=2e-2, grid_schedule=sizes, stage_lr=stage_lr, progress=False,
+               eval_every=5, warmup_steps=2)
+    assert hist["refine_steps"] == [(10, sizes[1]), (20, sizes[2])]
+    size = model.layers[0].grid_size if kind == "bspline" else model.layers[0].num_control_points
+    assert size == sizes[2]
+    assert all(math.isfinite(v) for v in hist["train_loss"])
+    lrs = hist["lr"]  # recorded every 5 steps: restart rises again after each refine
+    if stage_lr == "restart":
+        assert lrs[2] > lrs[1] and lrs[4] > lrs[3]
+    else:
+        assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_grid_schedule_with_stage_steps_and_restore_best_across_stages():
+    ds = _data()
+    torch.manual_seed(1)
+    model = KAN([2, 3, 1], grid_size=6)
+    # The last stage coarsens the grid (lossy), so the best weights are likely of the first
+    # stage: restore_best must bring back their grid size with them.
+    trainer = Trainer(model, lr=2e-2, grid_schedule=[6, 2], stage_steps=[20, 5], progress=False, eval_every=5)
+    hist = trainer.fit(ds["train_input"], ds["train_label"], validation=(ds["test_input"], ds["test_label"]))
+    assert len(hist["train_loss"]) == 5 and hist["refine_steps"] == [(20, 2)]
+    assert model.layers[0].grid_size == (6 if hist["best_step"] <= 20 else 2)
+    assert trainer.evaluate(ds["test_input"], ds["test_label"]) == pytest.approx(hist["best_loss"], rel=1e-6)
+    with pytest.raises(ValueError, match="stage_steps"):
+        Trainer(model, grid_schedule=[3, 6], stage_steps=[5])
+    with pytest.raises(ValueError, match="stage_lr"):
+        Trainer(model, grid_schedule=[3, 6], stage_lr="sometimes")
+    with pytest.raises(ValueError, match="refine"):
+        Trainer(torch.nn.Linear(2, 1), grid_schedule=[3, 6])
+    with pytest.raises(ValueError, match="stage_steps sum"):
+        Trainer(model, grid_schedule=[3, 6], stage_steps=[5, 5], progress=False).fit(ds, steps=11)
+
+
 def test_replaced_parameters_get_fresh_optimizer_state():
     ds = _data()
     torch.manual_seed(0)

@@ -142,6 +142,13 @@ class Network {
   // on the outputs of the already-updated preceding layers.
   void update_grids(std::int64_t batch, const void* x, const GridUpdateSettings& settings = {});
 
+  // Grid extension: every C0 layer to new_size control points (c0::refine, on its fitted
+  // domain when it has one), every B-spline layer to new_size intervals (bspline::refine),
+  // keeping the function (exactly when the new size refines the old one: see the two refine
+  // functions). The refined tensors change shape (tensor views and an Adam built on the
+  // network go stale: call Adam::resync); nothing changes when it throws.
+  void refine(std::int64_t new_size);
+
   // Typed conveniences: throw std::invalid_argument when T is not dtype().
   template <class T>
   void forward(std::int64_t batch, const T* x, T* y) const {

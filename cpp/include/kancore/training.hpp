@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kancore/network.hpp"
@@ -50,12 +51,16 @@ class Adam {
   std::int64_t steps() const { return t_; }
   const AdamOptions& options() const { return opt_; }
   void set_lr(double lr, double lr_spline = -1.0);
+  // After Network::refine: tensors whose size changed get fresh moments and their own bias
+  // correction restarts (torch keeps a step count per parameter); the others keep theirs.
+  void resync();
 
  private:
   Network* net_;
   AdamOptions opt_;
   std::int64_t t_ = 0;
   std::vector<std::vector<double>> m_, v_;  // per trainable tensor, in tensors() order
+  std::vector<std::int64_t> t_per_;         // steps taken by each tensor's moments
 };
 
 // ---- fit --------------------------------------------------------------------------------------
@@ -76,6 +81,7 @@ struct EpochLog {
   double penalty = 0;           // regularisation penalty after the epoch (already weighted)
   bool improved = false;        // new best monitored loss (val, else train)
   bool grid_updated = false;    // grids were updated before this epoch
+  std::int64_t refined_to = 0;  // the grid size the schedule refined to before this epoch (0: none)
 };
 
 struct FitOptions {
@@ -102,6 +108,13 @@ struct FitOptions {
   std::int64_t grid_update_until = 0;
   std::int64_t grid_update_samples = 1024;
   GridUpdateSettings grid{};
+  // Grid extension: the grid size of each stage (C0 K, B-spline G), e.g. {5, 10, 20}. The
+  // epochs are split evenly among the stages unless stage_epochs gives their lengths (then
+  // their sum replaces `epochs`); before the first epoch of a stage whose size differs from the
+  // network's, Network::refine runs (the function is kept) and the optimizer resyncs (fresh
+  // state for the refined tensors, Adam::resync).
+  std::vector<std::int64_t> grid_schedule;
+  std::vector<std::int64_t> stage_epochs;
   // Called after every epoch; return false to stop training.
   std::function<bool(const EpochLog&)> callback;
 };
@@ -114,6 +127,8 @@ struct FitHistory {
   std::vector<double> reg;         // per epoch: the weighted penalty after it (EpochLog::penalty)
   std::vector<double> lr;          // per epoch: the learning rate in effect ("other" group's)
   std::vector<std::int64_t> grid_update_epochs;  // 0-based epochs before which grids were updated
+  // (0-based epoch, new size) of each refine of the grid schedule.
+  std::vector<std::pair<std::int64_t, std::int64_t>> refine_epochs;
   std::int64_t steps_per_epoch = 0;  // optimizer steps per epoch: ceil(training rows / batch_size)
   std::int64_t best_epoch = -1;
   double best_loss = 0;            // the monitored loss at best_epoch
