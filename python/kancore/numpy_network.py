@@ -358,7 +358,7 @@ class NumpyKAN:
             Grid extension, as in ``kancore.fit``: the grid size (C0 K, B-spline G) of each
             stage; the epochs are split evenly among the stages unless ``stage_epochs`` gives
             their lengths (their sum then replaces ``epochs``). Each stage starts with
-            ``refine`` (the function is kept); refined tensors get fresh Adam state.
+            ``refine`` (the function is kept) and a fresh Adam state.
         stage_epochs : sequence of int, optional
             Epochs of each stage of ``grid_schedule``.
         grid_samples : int, optional

@@ -111,8 +111,9 @@ struct FitOptions {
   // Grid extension: the grid size of each stage (C0 K, B-spline G), e.g. {5, 10, 20}. The
   // epochs are split evenly among the stages unless stage_epochs gives their lengths (then
   // their sum replaces `epochs`); before the first epoch of a stage whose size differs from the
-  // network's, Network::refine runs (the function is kept) and the optimizer resyncs (fresh
-  // state for the refined tensors, Adam::resync).
+  // network's, Network::refine runs (the function is kept) and a fresh optimizer starts the
+  // stage (measured better than keeping the moments of the unrefined tensors: Python's
+  // stage_lr="restart").
   std::vector<std::int64_t> grid_schedule;
   std::vector<std::int64_t> stage_epochs;
   // Called after every epoch; return false to stop training.
