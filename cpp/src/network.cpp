@@ -6,11 +6,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <utility>
 
 #include "aligned_vector.hpp"
+#include "c0_segment.hpp"
 #include "dispatch_common.hpp"
 #include "kancore/bspline_layer.hpp"
 #include "kancore/c0_grid.hpp"
@@ -108,6 +110,7 @@ struct Network::Impl {
   virtual double regularization(double weight, bool add_to_grad) = 0;
   virtual void update_grids(std::int64_t batch, const void* x, const GridUpdateSettings& s) = 0;
   virtual void refine(std::int64_t new_size) = 0;
+  virtual std::vector<std::vector<double>> edge_importance(std::int64_t batch, const void* x) const = 0;
 };
 
 namespace {
@@ -368,6 +371,66 @@ class Engine final : public Network::Impl {
     cache.batch = -1;  // parameters changed: the kept activations are stale
   }
 
+  std::vector<std::vector<double>> edge_importance(std::int64_t B, const void* xv) const override {
+    std::vector<std::vector<double>> out;
+    Buffer<T> h(static_cast<const T*>(xv), static_cast<const T*>(xv) + B * cfg.layers[0].in_features), y, in;
+    for (std::size_t j = 0; j < slots.size(); ++j) {
+      const LayerConfig& l = cfg.layers[j];
+      const LayerSlots& s = slots[j];
+      const std::int64_t I = l.in_features, O = l.out_features;
+      std::vector<double> sum(static_cast<std::size_t>(O * I), 0.0);
+      std::vector<std::int64_t> count(sum.size(), 0);
+      y.assign(static_cast<std::size_t>(B * O), T(0));
+      layer_forward(j, B, h.data(), y.data(), in);  // `in`: what the kernel saw
+      auto add = [&](std::int64_t o, std::int64_t i, double v) {
+        if (std::isfinite(v)) {
+          sum[o * I + i] += v * v;
+          ++count[o * I + i];
+        }
+      };
+      if (l.kind == LayerKind::c0) {
+        const std::int64_t K = l.num_control_points;
+        const auto g = c0::detail::make_grid<double>(K, l.spline_width);
+        const T* C = t[s.a].value.data();
+        for (std::int64_t b = 0; b < B; ++b)
+          for (std::int64_t i = 0; i < I; ++i) {
+            std::int64_t k = 0;
+            double tt = 0;
+            c0::detail::locate(g, static_cast<double>(in[b * I + i]), k, tt);
+            const T* a = C + (i * K + k) * O;
+            for (std::int64_t o = 0; o < O; ++o) {
+              const double lo = a[o], hi = a[O + o];
+              add(o, i, std::isfinite(tt) ? lo + tt * (hi - lo) : c0::detail::segment_limit(lo, hi, tt));
+            }
+          }
+      } else {
+        const std::int64_t G = l.grid_size, k = l.spline_order, nk = G + 2 * k + 1, C = G + k;
+        std::vector<double> knots(static_cast<std::size_t>(nk)), v(static_cast<std::size_t>(k + 1));
+        for (std::int64_t i = 0; i < I; ++i) {
+          for (std::int64_t m = 0; m < nk; ++m) knots[m] = t[s.a].value[i * nk + m];
+          for (std::int64_t b = 0; b < B; ++b) {
+            const double xv_ = in[b * I + i];
+            const std::int64_t f = bspline::basis(knots.data(), G, k, xv_, v.data());
+            const double silu = xv_ / (1.0 + std::exp(-xv_));
+            for (std::int64_t o = 0; o < O; ++o) {
+              const T* w = t[s.c].value.data() + (o * I + i) * C + f;
+              double spline = 0;
+              for (std::int64_t r = 0; r <= k; ++r) spline += v[r] * w[r];
+              add(o, i, t[s.b].value[o * I + i] * silu + t[s.d].value[o * I + i] * spline);
+            }
+          }
+        }
+      }
+      for (std::size_t e = 0; e < sum.size(); ++e) sum[e] = count[e] ? std::sqrt(sum[e] / count[e]) : 0.0;
+      out.push_back(std::move(sum));
+      if (j + 1 < slots.size()) {
+        if (cfg.layernorm) norm_forward(j, B, y.data(), nullptr);
+        h.swap(y);
+      }
+    }
+    return out;
+  }
+
   void refine(std::int64_t new_size) override {
     const DType dt = dtype_of<T>::value;
     for (std::size_t j = 0; j < slots.size(); ++j) {
@@ -620,6 +683,78 @@ void Network::update_grids(std::int64_t batch, const void* x, const GridUpdateSe
   auto next = impl_->clone();
   next->update_grids(batch, x, s);
   impl_ = std::move(next);
+}
+
+std::vector<std::vector<double>> Network::edge_importance(std::int64_t batch, const void* x) const {
+  if (batch < 1) fail("expected at least one sample for edge_importance, got " + std::to_string(batch));
+  check_batch(batch, x, x);
+  return impl_->edge_importance(batch, x);
+}
+
+Network Network::prune_nodes(const std::vector<std::vector<std::int64_t>>& keep) const {
+  const NetworkConfig& old = impl_->cfg;
+  const std::size_t L = old.layers.size();
+  if (old.layernorm) fail("prune_nodes: a network with LayerNorm cannot lose nodes (the normalisation of the others would change)");
+  if (keep.size() + 1 != L) {
+    fail("expected one list of kept nodes per hidden layer (" + std::to_string(L - 1) + "), got " + std::to_string(keep.size()));
+  }
+  for (std::size_t j = 0; j < keep.size(); ++j) {
+    const auto& kj = keep[j];
+    if (kj.empty()) fail("prune_nodes: hidden layer " + std::to_string(j) + " would keep no node");
+    for (std::size_t q = 0; q < kj.size(); ++q) {
+      if (kj[q] < 0 || kj[q] >= old.layers[j].out_features || (q > 0 && kj[q] <= kj[q - 1])) {
+        fail("prune_nodes: expected strictly increasing node indices in [0, " +
+             std::to_string(old.layers[j].out_features) + ") for hidden layer " + std::to_string(j));
+      }
+    }
+  }
+  NetworkConfig cfg = old;
+  for (std::size_t j = 0; j < L; ++j) {
+    if (j > 0) cfg.layers[j].in_features = static_cast<std::int64_t>(keep[j - 1].size());
+    if (j + 1 < L) cfg.layers[j].out_features = static_cast<std::int64_t>(keep[j].size());
+  }
+  Network out(cfg);
+  Network& self = const_cast<Network&>(*this);  // tensors() is non-const; nothing is written
+  auto all = [](std::int64_t n) {
+    std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+    std::iota(v.begin(), v.end(), 0);
+    return v;
+  };
+  const std::size_t elem = old.dtype == DType::float64 ? 8 : 4;
+  for (std::size_t j = 0; j < L; ++j) {
+    const LayerConfig& l = old.layers[j];
+    const auto ins = j > 0 ? keep[j - 1] : all(l.in_features);
+    const auto outs = j + 1 < L ? keep[j] : all(l.out_features);
+    const std::string p = "layers." + std::to_string(j) + ".";
+    // Copies src[(a, b, c)] -> dst for a in A, b in Bx, c in Cx of a 3-d (row-major) tensor.
+    auto copy3 = [&](const std::string& name, const std::vector<std::int64_t>& A, const std::vector<std::int64_t>& Bx,
+                     const std::vector<std::int64_t>& Cx, std::int64_t nb, std::int64_t nc) {
+      const TensorView src = self.tensor(p + name);
+      const TensorView dst = out.tensor(p + name);
+      const char* s = static_cast<const char*>(src.data);
+      char* d = static_cast<char*>(dst.data);
+      std::size_t e = 0;
+      for (auto a : A)
+        for (auto b : Bx)
+          for (auto c : Cx) std::memcpy(d + elem * e++, s + elem * static_cast<std::size_t>((a * nb + b) * nc + c), elem);
+    };
+    const std::vector<std::int64_t> one{0};
+    if (l.kind == LayerKind::c0) {
+      const std::int64_t K = l.num_control_points;
+      copy3("kan_weight", ins, all(K), outs, K, l.out_features);
+      if (l.fitted_domain) {
+        copy3("input_scale", one, one, ins, 1, l.in_features);
+        copy3("input_offset", one, one, ins, 1, l.in_features);
+      }
+    } else {
+      const std::int64_t nk = l.grid_size + 2 * l.spline_order + 1, C = l.grid_size + l.spline_order;
+      copy3("grid", one, ins, all(nk), l.in_features, nk);
+      copy3("base_weight", one, outs, ins, l.out_features, l.in_features);
+      copy3("spline_weight", outs, ins, all(C), l.in_features, C);
+      copy3("spline_scaler", one, outs, ins, l.out_features, l.in_features);
+    }
+  }
+  return out;
 }
 
 void Network::refine(std::int64_t new_size) {

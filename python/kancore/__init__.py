@@ -40,11 +40,14 @@ _TORCH_NAMES = {"KANLayer": "kan_layer", "C0GridReport": "kan_layer",
                 "save": "model_io", "load": "model_io",
                 "fit": "training", "Trainer": "training", "create_dataset": "training",
                 "count_parameters": "inspection", "memory_estimate": "inspection",
-                "mlp_with_same_parameters": "inspection", "plot_network": "inspection"}
+                "mlp_with_same_parameters": "inspection", "plot_network": "inspection",
+                "edge_importance": "pruning", "prune": "pruning", "prune_edges": "pruning",
+                "prune_nodes": "pruning"}
 
 __all__ = ["KANLayer", "KANLinear", "KAN", "C0GridReport", "GridUpdateReport", "NumpyKAN", "save", "load",
            "fit", "Trainer", "create_dataset", "count_parameters", "memory_estimate",
-           "mlp_with_same_parameters", "plot_network", "functional", "built_with_cuda", "get_num_threads",
+           "mlp_with_same_parameters", "plot_network", "edge_importance", "prune", "prune_edges", "prune_nodes",
+           "functional", "built_with_cuda", "get_num_threads",
            "set_num_threads", "register_torch_ops", "__version__"]
 
 

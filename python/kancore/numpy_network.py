@@ -272,6 +272,49 @@ class NumpyKAN:
         docs/layer_math.md, "Grid updates")."""
         self._net.refine(_count("new_size", new_size, 1))
 
+    def edge_importance(self, X: Any) -> list:
+        """Per layer, the ``(out, in)`` importance of every edge on the samples X: the root mean
+        square of the edge's output over them (``kancore.edge_importance``; removing an edge of
+        importance s moves its output by at most s in root mean square)."""
+        flat = self._inputs(X)
+        if flat.shape[0] < 1:
+            raise ValueError("expected at least one sample")
+        layers = self.config["layers"]
+        return [np.asarray(v, dtype=np.float64).reshape(L["out_features"], L["in_features"])
+                for v, L in zip(self._net.edge_importance(_address(flat), flat.shape[0]), layers)]
+
+    def prune_nodes(self, keep: Sequence[Sequence[int]]) -> "NumpyKAN":
+        """A copy with only the hidden nodes ``keep`` lists (``keep[j]``: the kept outputs of
+        layer j, strictly increasing); see ``kancore.prune_nodes``. Refused with LayerNorm."""
+        return type(self)._wrap(self._net.prune_nodes([[int(n) for n in k] for k in keep]))
+
+    def prune(self, X: Any, threshold: float) -> "NumpyKAN":
+        """A copy without the hidden nodes whose every outgoing edge has importance below
+        ``threshold`` on X (at least the most important node of each layer stays). Unlike
+        ``kancore.prune`` the kept nodes' small edges are not zeroed.
+
+        Parameters
+        ----------
+        X : array-like
+            Samples ``(n, in_features)`` on which importance is measured.
+        threshold : float
+            Hidden nodes with every outgoing edge below it are removed.
+
+        Returns
+        -------
+        NumpyKAN
+            The smaller copy (refused with LayerNorm).
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold >= 0:
+            raise ValueError(f"threshold must be a number >= 0, got {threshold!r}")
+        imp = self.edge_importance(X)
+        keep = []
+        for j in range(len(imp) - 1):
+            outgoing = imp[j + 1].max(axis=0)
+            kept = [int(n) for n in np.flatnonzero(outgoing >= threshold)]
+            keep.append(kept or [int(outgoing.argmax())])
+        return self.prune_nodes(keep)
+
     def regularization(self, weight: float = 1.0) -> float:
         """weight * (C0 smoothness + B-spline coefficient L1 + entropy) (see fit)."""
         return self._net.regularization(float(weight), False)

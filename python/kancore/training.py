@@ -372,12 +372,16 @@ class Trainer:
 
     def _sync_parameters(self) -> None:
         """After a grid update: put replaced parameters (new objects, e.g. another K) into the
-        optimizer with fresh state; unchanged ones keep their moments. LBFGS restarts (its
-        curvature history describes the old parameters)."""
-        if self.optimizer_name == "lbfgs":
-            self.optimizer = self._build_optimizer()
-            return
+        optimizer with fresh state; unchanged ones keep their moments. LBFGS restarts when
+        parameters were replaced."""
         current = dict(self.model.named_parameters())
+        if self.optimizer_name == "lbfgs":
+            # Its curvature history describes the old parameters: restart only when some were
+            # replaced (a grid update rewrites values in place and keeps it, as pykan does).
+            params = self.optimizer.param_groups[0]["params"]
+            if [id(p) for p in params] != [id(p) for p in current.values() if p.requires_grad]:
+                self.optimizer = self._build_optimizer()
+            return
         for g in self.optimizer.param_groups:
             new_params = []
             for name, old in zip(g["param_names"], g["params"]):

@@ -165,6 +165,10 @@ void register_network(py::module_& m) {
         n.update_grids(batch, ptr<const void>(x));
       })
       .def("refine", &Network::refine, py::arg("new_size"))
+      .def("edge_importance", [](const Network& n, std::uintptr_t x, std::int64_t batch) {
+        return n.edge_importance(batch, ptr<const void>(x));
+      })
+      .def("prune_nodes", &Network::prune_nodes, py::arg("keep"))
       .def("fit",
            [](Network& n, std::uintptr_t x, std::uintptr_t y, std::uintptr_t labels, std::int64_t rows,
               std::uintptr_t vx, std::uintptr_t vy, std::uintptr_t vlabels, std::int64_t vrows,

@@ -331,6 +331,97 @@ TEST(Network, RefineKeepsTheFunctionAndReshapesTheTensors) {
   }
 }
 
+// Edge importance against a float64 restatement of each edge's function (one layer, so the
+// layer's input is x itself), for both kinds, inputs inside and outside the grids.
+TEST(Network, EdgeImportanceIsTheRootMeanSquareOfEachEdge) {
+  const long B = 300;
+  const auto x = random_vec<double>(3 * B, 11, -3.0, 3.0);
+  for (auto kind : {LayerKind::bspline, LayerKind::c0}) {
+    NetworkConfig c = make_config({3, 4}, kind, DType::float64, false);
+    if (kind == LayerKind::c0) c.layers[0].num_control_points = 6;
+    Network net(c, 5);
+    randomise(net, 6);
+    const auto imp = net.edge_importance(B, x.data());
+    ASSERT_EQ(imp.size(), 1u);
+    ASSERT_EQ(imp[0].size(), 12u);
+    const LayerConfig& l = net.config().layers[0];
+    for (long o = 0; o < 4; ++o)
+      for (long i = 0; i < 3; ++i) {
+        double sum = 0;
+        for (long b = 0; b < B; ++b) {
+          const double v = x[b * 3 + i];
+          double phi = 0;
+          if (kind == LayerKind::c0) {
+            const auto C = netref::as_f64(net.tensor("layers.0.kan_weight"));  // (3, 6, 4)
+            const double u = (v + 2.0) * 5.0 / 4.0;  // W = 4, K = 6
+            const long k = u < 0 ? 0 : (u >= 4 ? 4 : static_cast<long>(std::floor(u)));
+            phi = C[(i * 6 + k) * 4 + o] + (u - k) * (C[(i * 6 + k + 1) * 4 + o] - C[(i * 6 + k) * 4 + o]);
+          } else {
+            const auto knots = netref::as_f64(net.tensor("layers.0.grid"));
+            const auto bw = netref::as_f64(net.tensor("layers.0.base_weight"));
+            const auto sw = netref::as_f64(net.tensor("layers.0.spline_weight"));
+            const auto sc = netref::as_f64(net.tensor("layers.0.spline_scaler"));
+            const int nk = static_cast<int>(l.grid_size + 2 * l.spline_order + 1), C = nk - 1 - static_cast<int>(l.spline_order);
+            const auto bas = netref::basis(knots.data() + i * nk, nk, static_cast<int>(l.spline_order), v);
+            double spline = 0;
+            for (int j = 0; j < C; ++j) spline += bas[j] * sw[(o * 3 + i) * C + j];
+            phi = bw[o * 3 + i] * v / (1 + std::exp(-v)) + sc[o * 3 + i] * spline;
+          }
+          sum += phi * phi;
+        }
+        EXPECT_NEAR(imp[0][o * 3 + i], std::sqrt(sum / B), 1e-10) << "kind " << static_cast<int>(kind);
+      }
+  }
+}
+
+// A node whose outgoing edges are exactly zero leaves without changing the function; the pruned
+// copy has fewer parameters; LayerNorm networks and bad lists are refused.
+TEST(Network, PruneNodesRemovesParametersAndKeepsTheFunction) {
+  for (auto kind : {LayerKind::bspline, LayerKind::c0}) {
+    NetworkConfig c = make_config({3, 6, 4, 2}, kind, DType::float64, false);
+    Network net(c, 7);
+    randomise(net, 8);
+    // Silence hidden node 2 of layer 0 (its edges into layer 1) and node 1 of layer 1.
+    auto silence = [&](int layer, long node, long in, long out) {
+      const std::string p = "layers." + std::to_string(layer) + ".";
+      if (kind == LayerKind::c0) {
+        TensorView w = net.tensor(p + "kan_weight");  // (in, K, out)
+        const long K = w.shape[1];
+        for (long k = 0; k < K; ++k)
+          for (long o = 0; o < out; ++o) static_cast<double*>(w.data)[(node * K + k) * out + o] = 0;
+      } else {
+        TensorView bw = net.tensor(p + "base_weight"), sw = net.tensor(p + "spline_weight");  // (out, in[, C])
+        const long C = sw.shape[2];
+        for (long o = 0; o < out; ++o) {
+          static_cast<double*>(bw.data)[o * in + node] = 0;
+          for (long j = 0; j < C; ++j) static_cast<double*>(sw.data)[(o * in + node) * C + j] = 0;
+        }
+      }
+    };
+    silence(1, 2, 6, 4);
+    silence(2, 1, 4, 2);
+    const auto x = random_vec<double>(3 * 50, 9, -2.0, 2.0);
+    std::vector<double> y(100), yp(100);
+    net.forward(50, x.data(), y.data());
+    const auto imp = net.edge_importance(50, x.data());
+    for (long o = 0; o < 4; ++o) EXPECT_EQ(imp[1][o * 6 + 2], 0.0);
+    const Network small = net.prune_nodes({{0, 1, 3, 4, 5}, {0, 2, 3}});
+    EXPECT_EQ(small.config().layers[0].out_features, 5);
+    EXPECT_EQ(small.config().layers[1].in_features, 5);
+    EXPECT_EQ(small.config().layers[1].out_features, 3);
+    EXPECT_EQ(small.config().layers[2].in_features, 3);
+    EXPECT_LT(small.num_parameters(), net.num_parameters());
+    small.forward(50, x.data(), yp.data());
+    for (std::size_t e = 0; e < y.size(); ++e) EXPECT_NEAR(yp[e], y[e], 1e-12) << e;
+    EXPECT_THROW(net.prune_nodes({{0, 1}}), std::invalid_argument);
+    EXPECT_THROW(net.prune_nodes({{1, 0}, {0}}), std::invalid_argument);
+    EXPECT_THROW(net.prune_nodes({{}, {0}}), std::invalid_argument);
+    EXPECT_THROW(net.prune_nodes({{0, 6}, {0}}), std::invalid_argument);
+  }
+  Network ln(make_config({2, 3, 1}, LayerKind::c0, DType::float64, true), 1);
+  EXPECT_THROW(ln.prune_nodes({{0, 1}}), std::invalid_argument);
+}
+
 // A grid schedule refines before the first epoch of each stage, Adam restarts the refined
 // tensors only, and training goes on to a lower loss than the coarse grid alone reaches.
 TEST(Fit, GridScheduleRefinesAtEachStage) {

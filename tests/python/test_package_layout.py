@@ -29,6 +29,7 @@ FLOORS = {
     "model_io": 5,
     "training": 5,
     "inspection": 5,
+    "pruning": 5,
     "distributed": 5,  # grid updates agreed across ranks (DDP)
     "__main__": 6,
     "__init__": 6,

@@ -142,6 +142,22 @@ class Network {
   // on the outputs of the already-updated preceding layers.
   void update_grids(std::int64_t batch, const void* x, const GridUpdateSettings& settings = {});
 
+  // Attribution: for every layer, the root mean square over the samples of each edge's
+  // output phi_{o,i}(h_i), as a vector (out, in) row-major, where h (batch, in) is the layer's
+  // input when x (batch, in_features) is fed through the network (B-spline edges: base and
+  // scaled spline together; C0 edges after the layer's input affine). Removing an edge of
+  // importance s changes its output's root mean square over these samples by at most s.
+  // Samples with a non-finite edge output are skipped.
+  std::vector<std::vector<double>> edge_importance(std::int64_t batch, const void* x) const;
+
+  // Pruning: a copy without the hidden nodes that keep leaves out. keep[j] lists the kept
+  // outputs of layer j (j = 0 .. L-2), strictly increasing, at least one each. The kept edges'
+  // parameters are copied unchanged, so the function changes only by the removed nodes'
+  // contributions (for a node of importance below s on every outgoing edge, by at most
+  // (its out-degree) * s per output in root mean square). Networks with LayerNorm are refused:
+  // removing a node changes the normalisation of the others.
+  Network prune_nodes(const std::vector<std::vector<std::int64_t>>& keep) const;
+
   // Grid extension: every C0 layer to new_size control points (c0::refine, on its fitted
   // domain when it has one), every B-spline layer to new_size intervals (bspline::refine),
   // keeping the function (exactly when the new size refines the old one: see the two refine
