@@ -324,3 +324,26 @@ def test_create_dataset_shapes_ranges_and_seeding():
         create_dataset(f, ranges=(1, -1))
     with pytest.raises(ValueError, match="f must return"):
         create_dataset(lambda x: x[:3], train_num=10)
+
+
+def test_lbfgs_divides_its_objective_when_the_loss_has_fallen_a_thousandfold():
+    # torch's LBFGS drops curvature pairs with y.s <= 1e-10, which near a good fit is every
+    # pair; the trainer rescales the objective instead (and restarts the history).
+    model = KAN([2, 3, 1], grid_size=4)
+    trainer = Trainer(model, optimizer="lbfgs", progress=False)
+    trainer.optimizer = trainer._build_optimizer()
+    assert trainer._lbfgs_rescale() == 1.0  # nothing measured yet
+    trainer._lbfgs_last = 0.5
+    first = trainer.optimizer
+    assert trainer._lbfgs_rescale() == 1.0 and trainer.optimizer is first  # 0.5 * 1 >= 1e-3
+    trainer._lbfgs_last = 2e-4
+    assert trainer._lbfgs_rescale() == pytest.approx(5e3) and trainer.optimizer is not first
+    second = trainer.optimizer
+    trainer._lbfgs_last = 1e-6  # 1e-6 * 5e3 = 5e-3: not yet
+    assert trainer._lbfgs_rescale() == pytest.approx(5e3) and trainer.optimizer is second
+    # The history records the unscaled data loss.
+    ds = _data()
+    hist = kancore.fit(model, ds, optimizer="lbfgs", steps=30, progress=False, eval_every=1)
+    with torch.no_grad():
+        final = torch.nn.functional.mse_loss(model(ds["train_input"]), ds["train_label"]).item()
+    assert hist["train_loss"][-1] >= final * 0.999 and hist["train_loss"][-1] < 1e-2
