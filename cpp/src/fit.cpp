@@ -139,6 +139,9 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
          std::to_string(o.grid_update_every) + " and " + std::to_string(o.grid_update_samples));
   }
   if (o.loss != LossKind::mse && o.loss != LossKind::cross_entropy) fail("expected loss mse or cross_entropy");
+  if (o.reg_schedule != RegSchedule::constant && o.reg_schedule != RegSchedule::linear) {
+    fail("expected reg_schedule constant or linear");
+  }
   for (const std::int64_t g : o.grid_schedule) {
     if (g < 1) fail("expected grid_schedule sizes >= 1, got " + std::to_string(g));
   }
@@ -211,6 +214,13 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
     }
   }
 
+  const std::int64_t total_steps = epochs * hist.steps_per_epoch;
+  std::int64_t step = 0;
+  auto reg_weight_at = [&](std::int64_t s) {
+    if (o.reg_schedule == RegSchedule::constant || total_steps <= 1) return o.reg_weight;
+    return o.reg_weight * static_cast<double>(s) / static_cast<double>(total_steps - 1);
+  };
+
   for (std::int64_t epoch = 0; epoch < epochs; ++epoch) {
     EpochLog log;
     log.epoch = epoch;
@@ -244,12 +254,13 @@ FitHistory fit_typed(Network& net, const Dataset& train_in, const FitOptions& o,
       const double l = batch_loss<T>(o.loss, mb, out, pred.data(), grad.data());
       sum += l * static_cast<double>(mb.n);
       net.backward(grad.data());
-      if (o.reg_weight > 0) net.regularization(o.reg_weight, true);
+      if (o.reg_weight > 0) net.regularization(reg_weight_at(step), true);
+      ++step;
       opt.step();
     }
     log.train_loss = sum / static_cast<double>(train.n);
     log.val_loss = has_val ? evaluate<T>(net, val, o.loss) : std::numeric_limits<double>::quiet_NaN();
-    log.penalty = o.reg_weight > 0 ? net.regularization(o.reg_weight, false) : 0.0;
+    log.penalty = o.reg_weight > 0 ? net.regularization(reg_weight_at(step > 0 ? step - 1 : 0), false) : 0.0;
     hist.train_loss.push_back(log.train_loss);
     hist.reg.push_back(log.penalty);
     hist.lr.push_back(epoch_lr);

@@ -349,6 +349,7 @@ class NumpyKAN:
             grid_update_every: int = 0, grid_update_until: Optional[int] = None, grid_update_samples: int = 1024,
             seed: int = 0, callback: Optional[Callable[[Dict[str, Any]], Any]] = None,
             grid_schedule: Optional[Sequence[int]] = None, stage_epochs: Optional[Sequence[int]] = None,
+            reg_schedule: str = "constant",
             grid_samples: Optional[int] = None) -> Dict[str, Any]:
         """Mini-batch Adam/AdamW training in C++ (the same names as ``kancore.fit``).
 
@@ -404,6 +405,9 @@ class NumpyKAN:
             ``refine`` (the function is kept) and a fresh Adam state.
         stage_epochs : sequence of int, optional
             Epochs of each stage of ``grid_schedule``.
+        reg_schedule : {"constant", "linear"}
+            Progressive sparsification, as in ``kancore.fit``: ``"linear"`` ramps the penalty's
+            weight from 0 at the first optimizer step to ``reg_weight`` at the last.
         grid_samples : int, optional
             Deprecated: use ``grid_update_samples``.
 
@@ -449,7 +453,7 @@ class NumpyKAN:
             optimizer, float(weight_decay), float(val_fraction), patience, bool(restore_best),
             float(reg_weight), _count("grid_update_every", grid_update_every, 0), until,
             _count("grid_update_samples", grid_update_samples, 1), _count("seed", seed, 0),
-            callback, schedule, stages)
+            callback, schedule, stages, str(reg_schedule))
         del keep
         return _history(raw)
 

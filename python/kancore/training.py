@@ -13,7 +13,8 @@ The loop, in order, at each step s = 0 .. steps-1:
    (``stage_lr="restart"``, measured best), or the schedule runs on over the whole run and only
    the refined parameters get fresh state (``"continue"``);
 2. one optimizer step on a mini-batch (``batch_size=None``: the full training set) of
-   ``loss(model(x), y) + reg_weight * penalty``, with the gradient norm clipped to ``grad_clip``;
+   ``loss(model(x), y) + reg_weight * f(s) * penalty``, with the gradient norm clipped to
+   ``grad_clip`` (``f`` the ``reg_schedule``: 1, or ``s / (steps - 1)`` for ``"linear"``);
 3. every ``eval_every`` steps (and at the last one): the validation loss; the best weights are kept
    and, after ``patience`` evaluations without improvement, training stops. At the end the best
    weights are restored (``restore_best``).
@@ -64,6 +65,7 @@ def _renamed(old: str, new: str) -> None:
     warnings.warn(f"kancore: {old} is deprecated and will be removed in kancore 0.3; use {new}",
                   FutureWarning, stacklevel=4)
 REGS = ("auto", "coef", "smoothness", "edge_scale")
+REG_SCHEDULES = ("constant", "linear")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> float:
@@ -201,6 +203,11 @@ class Trainer:
         model with at least two outputs and integer class labels.
     reg_weight : float
         Weight of the penalty (0: none).
+    reg_schedule : {"constant", "linear"}
+        Progressive sparsification: ``"linear"`` ramps the penalty's weight from 0 at the first
+        step to ``reg_weight`` at the last (``reg_weight * s / (steps - 1)``), so the network
+        first fits and is then pushed toward few important edges, ready for ``kancore.prune``;
+        ``"constant"`` keeps ``reg_weight`` throughout.
     reg : {"auto", "coef", "smoothness", "edge_scale"}
         Which penalty (see the module docstring); ``reg_kwargs`` go to it.
     reg_kwargs : dict, optional
@@ -249,7 +256,7 @@ class Trainer:
                  betas: Tuple[float, float] = (0.9, 0.999), warmup_steps: int = 0, schedule: str = "cosine",
                  min_lr_ratio: float = 0.0, grad_clip: Optional[float] = None,
                  loss: Union[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = "mse",
-                 reg_weight: float = 0.0, reg: str = "auto",
+                 reg_weight: float = 0.0, reg: str = "auto", reg_schedule: str = "constant",
                  reg_kwargs: Optional[Dict[str, Any]] = None, grid_update_every: int = 0,
                  grid_update_until: Optional[int] = None, grid_update_samples: int = 1024,
                  grid_schedule: Optional[Sequence[int]] = None, stage_steps: Optional[Sequence[int]] = None,
@@ -295,6 +302,10 @@ class Trainer:
         self.grad_clip = _positive("grad_clip", grad_clip, allow_none=True)
         self.loss = loss
         self.reg_weight = float(reg_weight)
+        if reg_schedule not in REG_SCHEDULES:
+            raise ValueError(f"reg_schedule must be one of {REG_SCHEDULES}, got {reg_schedule!r}")
+        self.reg_schedule = reg_schedule
+        self._reg_factor = 1.0
         self.reg = reg
         self.reg_kwargs = dict(reg_kwargs or {})
         self.grid_update_every = int(grid_update_every)
@@ -456,7 +467,7 @@ class Trainer:
             elif self._penalty == "smoothness":
                 penalty = self.model.smoothness_loss()
         data = self._data_loss(pred, y)
-        total = data if penalty is None else data + self.reg_weight * penalty
+        total = data if penalty is None else data + (self.reg_weight * self._reg_factor) * penalty
         return total, data, penalty
 
     @torch.no_grad()
@@ -652,6 +663,8 @@ class Trainer:
                 parts: Dict[str, Any] = {}
 
                 scale = self._lbfgs_rescale() if self.optimizer_name == "lbfgs" else 1.0
+                if self.reg_schedule == "linear":
+                    self._reg_factor = step / (steps - 1) if steps > 1 else 1.0
 
                 def closure() -> torch.Tensor:
                     assert self.optimizer is not None

@@ -177,7 +177,7 @@ void register_network(py::module_& m) {
               std::int64_t patience, bool restore_best, double reg_weight, std::int64_t grid_every,
               std::int64_t grid_until, std::int64_t grid_update_samples, std::uint64_t seed,
               const py::object& callback, std::vector<std::int64_t> grid_schedule,
-              std::vector<std::int64_t> stage_epochs) {
+              std::vector<std::int64_t> stage_epochs, const std::string& reg_schedule) {
              FitOptions o;
              if (loss == "mse") o.loss = LossKind::mse;
              else if (loss == "cross_entropy") o.loss = LossKind::cross_entropy;
@@ -200,6 +200,9 @@ void register_network(py::module_& m) {
              o.seed = seed;
              o.grid_schedule = std::move(grid_schedule);
              o.stage_epochs = std::move(stage_epochs);
+             if (reg_schedule == "constant") o.reg_schedule = RegSchedule::constant;
+             else if (reg_schedule == "linear") o.reg_schedule = RegSchedule::linear;
+             else throw std::invalid_argument("kancore: expected reg_schedule constant or linear, got " + reg_schedule);
              if (!callback.is_none()) {
                o.callback = [callback](const EpochLog& e) {
                  py::gil_scoped_acquire gil;

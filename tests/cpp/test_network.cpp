@@ -468,6 +468,30 @@ TEST(Fit, GridScheduleRefinesAtEachStage) {
   EXPECT_THROW(fit(net, Dataset{256, d.x.data(), d.y.data(), nullptr}, o), std::invalid_argument);
 }
 
+// Progressive sparsification: the linear schedule's first step carries no penalty (the same
+// parameters as a run without one), and the run ends with a smaller penalty than no penalty.
+TEST(Fit, LinearRegScheduleRampsTheWeightFromZero) {
+  const Data d = make_data(128, 4);
+  auto run = [&](double w, RegSchedule sched, std::int64_t stop_after) {
+    Network net(make_config({2, 4, 1}, LayerKind::bspline, DType::float64, false), 3);
+    FitOptions o;
+    o.epochs = 40;
+    o.batch_size = 128;  // one step per epoch
+    o.optimizer.lr = 0.02;
+    o.restore_best = false;
+    o.reg_weight = w;
+    o.reg_schedule = sched;
+    o.callback = [stop_after](const EpochLog& e) { return e.epoch + 1 < stop_after; };
+    fit(net, Dataset{128, d.x.data(), d.y.data(), nullptr}, o);
+    return net;
+  };
+  Network a = run(0.5, RegSchedule::linear, 1), b = run(0.0, RegSchedule::constant, 1);
+  const auto ta = a.tensors(), tb = b.tensors();
+  for (std::size_t j = 0; j < ta.size(); ++j) EXPECT_EQ(netref::as_f64(ta[j]), netref::as_f64(tb[j])) << ta[j].name;
+  Network c = run(0.0, RegSchedule::constant, 40), e = run(0.5, RegSchedule::linear, 40);
+  EXPECT_LT(e.regularization(1.0, false), c.regularization(1.0, false));
+}
+
 // FitHistory's per-epoch reg and lr, the grid-update epochs and steps_per_epoch, checked against
 // what the callback saw and against the options.
 TEST(Fit, HistoryRecordsPenaltyLearningRateGridUpdatesAndSteps) {

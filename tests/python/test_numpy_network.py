@@ -408,3 +408,17 @@ def test_refine_keeps_the_function_and_a_grid_schedule_extends_the_grid(kind):
         net.fit(X, y, grid_schedule=[3, 6], stage_epochs=[2])
     hist = net.fit(X, y, grid_schedule=small[:2], stage_epochs=[2, 3], batch_size=256)
     assert len(hist["train_loss"]) == 5
+
+
+def test_numpy_fit_linear_reg_schedule():
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-2, 2, size=(128, 2))
+    y = np.sin(X[:, 0]) * X[:, 1]
+    ends = {}
+    for name, w, sched in (("none", 0.0, "constant"), ("linear", 0.5, "linear"), ("constant", 0.5, "constant")):
+        net = NumpyKAN([2, 4, 1], dtype="float64", seed=3)
+        net.fit(X, y, epochs=40, batch_size=128, lr=0.02, reg_weight=w, reg_schedule=sched, restore_best=False)
+        ends[name] = net.regularization(1.0)
+    assert ends["linear"] < ends["none"] and ends["constant"] < ends["none"]
+    with pytest.raises(ValueError, match="reg_schedule"):
+        net.fit(X, y, epochs=1, reg_schedule="exponential")

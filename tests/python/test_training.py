@@ -347,3 +347,30 @@ def test_lbfgs_divides_its_objective_when_the_loss_has_fallen_a_thousandfold():
     with torch.no_grad():
         final = torch.nn.functional.mse_loss(model(ds["train_input"]), ds["train_label"]).item()
     assert hist["train_loss"][-1] >= final * 0.999 and hist["train_loss"][-1] < 1e-2
+
+
+def test_linear_reg_schedule_ramps_the_penalty_weight_from_zero():
+    ds = _data()
+    torch.manual_seed(0)
+    model = KAN([2, 3, 1], grid_size=4)
+    trainer = Trainer(model, reg_weight=0.3, reg_schedule="linear", progress=False)
+    factors = []
+    objective = trainer._objective
+
+    def spy(x, y):
+        factors.append(trainer._reg_factor)
+        return objective(x, y)
+
+    trainer._objective = spy
+    trainer.fit(ds, steps=5)
+    assert factors == [0.0, 0.25, 0.5, 0.75, 1.0]
+    ends = {}
+    for sched, w in (("none", 0.0), ("linear", 0.05), ("constant", 0.05)):
+        torch.manual_seed(0)
+        m = KAN([2, 3, 1], grid_size=4)
+        fit(m, ds, steps=200, lr=2e-2, reg_weight=w, reg_schedule="linear" if sched == "linear" else "constant",
+            progress=False)
+        ends[sched] = float(m.regularization_loss().detach())
+    assert ends["linear"] < ends["none"] and ends["constant"] < ends["none"]
+    with pytest.raises(ValueError, match="reg_schedule"):
+        Trainer(model, reg_schedule="exponential")

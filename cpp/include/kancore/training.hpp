@@ -84,6 +84,8 @@ struct EpochLog {
   std::int64_t refined_to = 0;  // the grid size the schedule refined to before this epoch (0: none)
 };
 
+enum class RegSchedule : int { constant = 0, linear = 1 };
+
 struct FitOptions {
   LossKind loss = LossKind::mse;
   std::int64_t epochs = 100;
@@ -101,6 +103,9 @@ struct FitOptions {
   // second-difference smoothness of the table; B-spline: efficient-kan's coefficient L1 +
   // entropy of spline_weight, both with weight 1; docs/layer_math.md, "Regularisers").
   double reg_weight = 0.0;
+  // Progressive sparsification: linear ramps the weight from 0 at the first optimizer step to
+  // reg_weight at the last (reg_weight * step / (total steps - 1)); constant keeps reg_weight.
+  RegSchedule reg_schedule = RegSchedule::constant;
   // Grid updates before epochs 0, every, 2*every, ... that are < until (every = 0: never), on
   // the first grid_update_samples rows of that epoch's shuffled training set
   // (Network::update_grids; docs/layer_math.md, "Grid updates").
