@@ -110,6 +110,15 @@ template <class T>
 void accumulate_partial(T* __restrict acc, const T* __restrict table, std::int64_t O,
                         std::int64_t C, std::int64_t taps, const std::int32_t* first, const T* w,
                         std::int64_t n_in, std::int64_t width) {
+  if (width == 1) {  // one output (formula fitting): a dot product, no vector loop per tap
+    T sum = acc[0];
+    for (std::int64_t ii = 0; ii < n_in; ++ii) {
+      const T* row = table + (ii * C + first[ii]) * O;
+      for (std::int64_t r = 0; r < taps; ++r) sum += w[ii * taps + r] * row[r * O];
+    }
+    acc[0] = sum;
+    return;
+  }
   for (std::int64_t ii = 0; ii < n_in; ++ii) {
     const T* row = table + (ii * C + first[ii]) * O;
     for (std::int64_t r = 0; r < taps; ++r, row += O) {
@@ -426,7 +435,7 @@ void forward(const Shape& s, const T* x, const T* knots, const T* Wb, const T* W
           }
         });
         auto start_of = [&](std::int64_t ii) { return sorted.data() + ii * (2 * G + 1 + kRows); };
-        if (bucketed) {
+        if (bucketed && oc1 - oc0 >= OT) {  // only full output tiles read the buckets
           for (std::int64_t ii = 0; ii < ni; ++ii) {
             bucket_rows(&first[0][ii], kMaxInBlock, nb, G, start_of(ii), start_of(ii) + 2 * G + 1);
           }
