@@ -41,12 +41,14 @@ def test_quickstart_notebook_executes_with_figures(kernel_of_this_interpreter, t
     assert not [o for o in outputs if o.get("output_type") == "error"]
     image_cells = [cell for cell in nb.cells if cell.cell_type == "code"
                    and any("image/png" in o.get("data", {}) for o in cell.get("outputs", []))]
-    # Loss curve, layer mappings and the network figure, one image each (not shown twice).
-    assert len(image_cells) == 3
+    # Loss curve, layer mappings, the network figure and the network before and after pruning,
+    # one image each (not shown twice).
+    assert len(image_cells) == 5
     for cell in image_cells:
         assert sum("image/png" in o.get("data", {}) for o in cell.outputs) == 1
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "identical predictions after reload: True" in text
+    assert "after pruning: widths [3, " in text and "refined to grid 20 while training" in text
     # kancore's own warnings (a deprecated name, say) must not show in the walkthrough.
     errs = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
     assert "FutureWarning" not in errs and "kancore:" not in errs, errs
