@@ -47,7 +47,7 @@ _TORCH_NAMES = {"KANLayer": "kan_layer", "C0GridReport": "kan_layer",
 __all__ = ["KANLayer", "KANLinear", "KAN", "C0GridReport", "GridUpdateReport", "NumpyKAN", "save", "load",
            "fit", "Trainer", "create_dataset", "count_parameters", "memory_estimate",
            "mlp_with_same_parameters", "plot_network", "edge_importance", "prune", "prune_edges", "prune_nodes",
-           "functional", "built_with_cuda", "get_num_threads",
+           "functional", "nn", "built_with_cuda", "get_num_threads",
            "set_num_threads", "register_torch_ops", "__version__"]
 
 
@@ -63,6 +63,10 @@ def register_torch_ops() -> None:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "nn":  # the building blocks (kancore/nn.py), a submodule that needs torch
+        import importlib
+
+        return importlib.import_module(".nn", __name__)
     if name in _TORCH_NAMES:
         import importlib
 

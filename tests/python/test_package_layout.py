@@ -30,6 +30,7 @@ FLOORS = {
     "training": 5,
     "inspection": 5,
     "pruning": 5,
+    "nn": 5,  # KANFeedForward, KANClassifierHead
     "distributed": 5,  # grid updates agreed across ranks (DDP)
     "__main__": 6,
     "__init__": 6,
