@@ -1,14 +1,17 @@
-"""Looking inside a KAN: parameter counts, a memory estimate, a same-size MLP for fair comparisons,
-sampled edge functions, and a whole-network figure (``plot_network``)."""
+"""Looking inside a KAN: parameter counts, FLOPs, a memory estimate, MLPs of the same size or
+compute for fair comparisons, sampled edge functions, and a whole-network figure
+(``plot_network``)."""
 from __future__ import annotations
 
+import functools
 import numbers
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from . import _ops
 from .kan_layer import KANLayer
 from .kan_linear import KANLinear
 from .network import KAN, KANLayerType
@@ -86,6 +89,53 @@ def _scaled_widths(shape: Sequence[int], scale: float) -> List[int]:
     return [max(1, int(round(w * scale))) for w in shape]
 
 
+def _matched_mlp(widths_in_out: Sequence[int], target: int, what: str, measure: Callable[[List[int]], int],
+                 hidden_layers: Optional[int], activation: Type[nn.Module]) -> nn.Sequential:
+    """The MLP of the given shape whose ``measure`` (of its layer sizes) is nearest ``target``."""
+    widths = list(widths_in_out)
+    if len(widths) < 2 or not all(isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1
+                                  for w in widths):
+        raise ValueError(f"widths_in_out must hold at least two positive ints, got {widths_in_out!r}")
+    if isinstance(target, bool) or not (isinstance(target, numbers.Integral) and target >= 1):
+        raise ValueError(f"{what} must be a positive int, got {target!r}")
+    if hidden_layers is not None:
+        if isinstance(hidden_layers, bool) or not isinstance(hidden_layers, numbers.Integral) or hidden_layers < 1:
+            raise ValueError(f"hidden_layers must be an int >= 1, got {hidden_layers!r}")
+        shape = [1] * int(hidden_layers)
+    else:
+        shape = widths[1:-1] or [1]
+    n_in, n_out = widths[0], widths[-1]
+
+    def count(scale: float) -> int:
+        return measure([n_in] + _scaled_widths(shape, scale) + [n_out])
+
+    # The count grows with the scale: bisect for the first scale that reaches the target, then
+    # take it or the largest one below, whichever count is nearer.
+    lo, hi = 0.0, 1.0
+    while count(hi) < target:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if count(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    scale = hi if abs(count(hi) - target) <= abs(count(lo) - target) else lo
+    hidden = _scaled_widths(shape, scale)
+    if _mlp_count([n_in] + hidden + [n_out]) > MAX_MLP_PARAMETERS:
+        raise ValueError(f"{what}={target} is beyond any MLP that fits in memory (at most {MAX_MLP_PARAMETERS} "
+                         "parameters)")
+    mods: List[nn.Module] = []
+    prev = n_in
+    for h in hidden:
+        mods += [nn.Linear(prev, h), activation()]
+        prev = h
+    mods.append(nn.Linear(prev, n_out))
+    return nn.Sequential(*mods)
+
+
 def mlp_with_same_parameters(widths_in_out: Sequence[int], target_params: int, hidden_layers: Optional[int] = None,
                              activation: Type[nn.Module] = nn.SiLU) -> nn.Sequential:
     """An MLP with about ``target_params`` parameters, for a fair comparison with a KAN.
@@ -109,48 +159,145 @@ def mlp_with_same_parameters(widths_in_out: Sequence[int], target_params: int, h
     torch.nn.Sequential
         ``Linear, activation, ..., Linear``.
     """
-    widths = list(widths_in_out)
-    if len(widths) < 2 or not all(isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1
-                                  for w in widths):
-        raise ValueError(f"widths_in_out must hold at least two positive ints, got {widths_in_out!r}")
-    if isinstance(target_params, bool) or not (isinstance(target_params, numbers.Integral) and target_params >= 1):
-        raise ValueError(f"target_params must be a positive int, got {target_params!r}")
-    if target_params > MAX_MLP_PARAMETERS:
+    if isinstance(target_params, numbers.Integral) and not isinstance(target_params, bool) \
+            and target_params > MAX_MLP_PARAMETERS:
         raise ValueError(f"target_params={target_params} is beyond any MLP that fits in memory "
                          f"(at most {MAX_MLP_PARAMETERS})")
-    if hidden_layers is not None:
-        if isinstance(hidden_layers, bool) or not isinstance(hidden_layers, numbers.Integral) or hidden_layers < 1:
-            raise ValueError(f"hidden_layers must be an int >= 1, got {hidden_layers!r}")
-        shape = [1] * int(hidden_layers)
-    else:
-        shape = widths[1:-1] or [1]
-    n_in, n_out = widths[0], widths[-1]
+    return _matched_mlp(widths_in_out, target_params, "target_params", _mlp_count, hidden_layers, activation)
 
-    def count(scale: float) -> int:
-        return _mlp_count([n_in] + _scaled_widths(shape, scale) + [n_out])
 
-    # The count grows with the scale: bisect for the first scale that reaches the target, then
-    # take it or the largest one below, whichever count is nearer.
-    lo, hi = 0.0, 1.0
-    while count(hi) < target_params:
-        hi *= 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if count(mid) < target_params:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-12 * hi:
-            break
-    scale = hi if abs(count(hi) - target_params) <= abs(count(lo) - target_params) else lo
-    hidden = _scaled_widths(shape, scale)
-    mods: List[nn.Module] = []
-    prev = n_in
-    for h in hidden:
-        mods += [nn.Linear(prev, h), activation()]
-        prev = h
-    mods.append(nn.Linear(prev, n_out))
-    return nn.Sequential(*mods)
+def mlp_with_same_flops(widths_in_out: Sequence[int], target_flops: int, hidden_layers: Optional[int] = None,
+                        activation: Type[nn.Module] = nn.SiLU) -> nn.Sequential:
+    """An MLP whose forward pass costs about ``target_flops`` FLOPs per sample, for a comparison
+    at equal compute (``kancore.flops(kan, (1, d))["forward"]`` gives a KAN's).
+
+    Counted as ``flops`` counts: 2 per multiply-add of each Linear layer, the bias additions and
+    the activations not counted.
+
+    Parameters
+    ----------
+    widths_in_out : sequence of int
+        The KAN's widths; the MLP keeps the inputs, outputs and the shape of the hidden widths.
+    target_flops : int
+        Forward FLOPs per sample to match (the nearest achievable count is taken).
+    hidden_layers : int, optional
+        Instead of the shape of ``widths_in_out``: this many hidden layers of one equal width.
+    activation : type
+        The activation module between the linear layers.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        ``Linear, activation, ..., Linear``.
+    """
+    def measure(sizes: List[int]) -> int:
+        return 2 * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+    return _matched_mlp(widths_in_out, target_flops, "target_flops", measure, hidden_layers, activation)
+
+
+# -- FLOPs ------------------------------------------------------------------------------------------
+
+def c0_flops(batch: int, in_features: int, out_features: int, backward: bool = False) -> int:
+    """FLOPs of a C0 layer (``flops``'s convention): forward ``N (3 I + 4 I O)`` (per input:
+    u = (x + W/2)(K-1)/W; per edge: b - a, t (b - a), + a, + into y); backward ``N (I + 6 I O)``
+    (per edge: the input gradient's g (b - a) and its sum, the table gradient's g t, g - g t and
+    two sums; per input the slope). Table lookups cost nothing."""
+    N, I, O = batch, in_features, out_features
+    return N * (I + 6 * I * O) if backward else N * (3 * I + 4 * I * O)
+
+
+def bspline_flops(batch: int, in_features: int, out_features: int, grid_size: int, spline_order: int,
+                  backward: bool = False) -> int:
+    """FLOPs of a B-spline layer (``flops``'s convention): forward ``N I (4 + 3k(k+3)) +
+    N I O (2k + 4) + O I (G + k)`` (per input SiLU and the Cox-de Boor recursion, 6 per value
+    of each level; per edge k+1 spline and one base multiply-add; the scaler folded into the
+    coefficients once); backward ``N I (6 + 3k(k+3)) + N I O (4k + 8) + 2 O I (G + k)``."""
+    N, I, O, G, k = batch, in_features, out_features, grid_size, spline_order
+    if backward:
+        return N * I * (6 + 3 * k * (k + 3)) + N * I * O * (4 * k + 8) + 2 * O * I * (G + k)
+    return N * I * (4 + 3 * k * (k + 3)) + N * I * O * (2 * k + 4) + O * I * (G + k)
+
+
+@functools.lru_cache(maxsize=None)
+def _register_flop_formulas() -> None:
+    """Teach torch's FlopCounterMode the kancore ops (once)."""
+    from torch.utils.flop_counter import register_flop_formula
+
+    _ops.torch_ops()
+    _ops.torch_bspline_ops()
+    ops = torch.ops.kancore
+
+    @register_flop_formula(ops.c0_forward)
+    def _c0_forward(x, table, *args, out_shape=None, **kwargs):
+        return c0_flops(x[0], x[1], table[2])
+
+    @register_flop_formula(ops.c0_backward)
+    def _c0_backward(grad_y, x, table, spline_width, impl, need_input, need_table, *args, out_shape=None, **kwargs):
+        N, I, O = x[0], x[1], table[2]
+        return N * I * (1 if need_input else 0) + N * I * O * (2 * bool(need_input) + 4 * bool(need_table))
+
+    def _bspline_shape(x, grid, spline_weight):
+        O, I, C = spline_weight
+        k = grid[1] - 1 - C
+        return x[0], I, O, C - k, k
+
+    @register_flop_formula(ops.bspline_forward)
+    def _bspline_forward(x, grid, base_weight, spline_weight, spline_scaler, out_shape=None, **kwargs):
+        return bspline_flops(*_bspline_shape(x, grid, spline_weight))
+
+    @register_flop_formula(ops.bspline_backward)
+    def _bspline_backward(grad_y, x, grid, base_weight, spline_weight, spline_scaler, needs, out_shape=None,
+                          **kwargs):
+        return bspline_flops(*_bspline_shape(x, grid, spline_weight), backward=True)
+
+
+def flops(model: nn.Module, input_shape: Sequence[int], backward: bool = True) -> Dict[str, Any]:
+    """FLOPs of one forward (and backward) pass of ``model`` on an input of ``input_shape``.
+
+    The count is torch's ``FlopCounterMode`` with the kancore ops taught to it, so torch layers
+    and kancore layers are counted alike and in one pass: a multiply and an add are one FLOP
+    each (a matrix product of (M, K) and (K, N) is 2 M K N, a convolution likewise); element-wise
+    operations (activations, norms, bias additions) and table lookups count 0, as torch counts
+    them. Per kancore layer see ``c0_flops`` and ``bspline_flops``. The model runs once on
+    zeros of ``input_shape`` (its dtype and device), so its cost is one training step's.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any module (kancore layers, networks, blocks, torch layers around them).
+    input_shape : sequence of int
+        The input's shape, batch included.
+    backward : bool
+        Also run and count the backward pass (of the sum of the output).
+
+    Returns
+    -------
+    dict
+        ``forward``, ``backward`` (0 without; the first layer computes no input gradient),
+        ``total``, and ``by_module``: forward FLOPs per module name as FlopCounterMode reports
+        them (``"Global"`` is the whole).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shape = tuple(int(n) for n in input_shape)
+    if not shape or any(n < 1 for n in shape):
+        raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}")
+    _register_flop_formulas()
+    ref = next(model.parameters(), None)
+    x = torch.zeros(shape, dtype=ref.dtype if ref is not None else torch.float32,
+                    device=ref.device if ref is not None else "cpu")
+    with FlopCounterMode(display=False) as forward_mode:
+        y = model(x)
+    fwd = forward_mode.get_total_flops()
+    by_module = {name: sum(ops.values()) for name, ops in forward_mode.get_flop_counts().items()}
+    bwd = 0
+    if backward and isinstance(y, torch.Tensor) and y.requires_grad:
+        with FlopCounterMode(display=False) as backward_mode:
+            y.float().sum().backward()
+        bwd = backward_mode.get_total_flops()
+        model.zero_grad(set_to_none=True)
+    return {"forward": fwd, "backward": bwd, "total": fwd + bwd, "by_module": by_module}
 
 
 # -- edge functions ---------------------------------------------------------------------------------
