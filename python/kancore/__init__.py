@@ -41,13 +41,13 @@ _TORCH_NAMES = {"KANLayer": "kan_layer", "C0GridReport": "kan_layer",
                 "fit": "training", "Trainer": "training", "create_dataset": "training",
                 "count_parameters": "inspection", "memory_estimate": "inspection",
                 "mlp_with_same_parameters": "inspection", "plot_network": "inspection",
-                "mlp_with_same_flops": "inspection", "flops": "inspection",
+                "mlp_with_same_flops": "inspection", "flops": "inspection", "fit_to_memory": "inspection",
                 "edge_importance": "pruning", "prune": "pruning", "prune_edges": "pruning",
                 "prune_nodes": "pruning"}
 
 __all__ = ["KANLayer", "KANLinear", "KAN", "C0GridReport", "GridUpdateReport", "NumpyKAN", "save", "load",
            "fit", "Trainer", "create_dataset", "count_parameters", "memory_estimate",
-           "mlp_with_same_parameters", "mlp_with_same_flops", "flops", "plot_network", "edge_importance", "prune", "prune_edges", "prune_nodes",
+           "mlp_with_same_parameters", "mlp_with_same_flops", "flops", "fit_to_memory", "plot_network", "edge_importance", "prune", "prune_edges", "prune_nodes",
            "functional", "nn", "built_with_cuda", "get_num_threads",
            "set_num_threads", "register_torch_ops", "__version__"]
 

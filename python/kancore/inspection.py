@@ -3,9 +3,10 @@ compute for fair comparisons, sampled edge functions, and a whole-network figure
 (``plot_network``)."""
 from __future__ import annotations
 
+import copy
 import functools
 import numbers
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ import torch.nn as nn
 
 from . import _ops
 from .kan_layer import KANLayer
-from .kan_linear import KANLinear
+from .kan_linear import KANLinear, skip_initialisation
 from .network import KAN, KANLayerType
 
 
@@ -34,48 +35,190 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "adam") -> Dict[str, int]:
-    """Bytes needed to train ``model`` on batches of ``batch_size`` rows: parameters, buffers,
-    gradients, optimizer state (Adam/AdamW: two moments per parameter; ``"sgd"``: none) and the
-    activations kept for backward. kancore's KAN kernels keep only each layer's input (nothing
-    of shape (batch, in, K) or (batch, in, out)), so a KAN layer costs batch * (in + out) values;
-    other modules are counted by their output size. An estimate, not a measurement.
+def _traced_memory(model: nn.Module, batch: int, sample_shape: Sequence[int]) -> Tuple[int, int]:
+    """(bytes autograd keeps for backward, bytes of the largest module output) of one forward
+    pass at ``batch`` rows, run on a "meta" copy: shapes only, nothing allocated."""
+    meta = copy.deepcopy(model).to("meta")
+    params = {id(p) for p in meta.parameters()}
+    ref = next(model.parameters(), None)
+    dtype = ref.dtype if ref is not None else torch.float32
+    saved: Dict[int, int] = {}
+    largest = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        base = t._base if t._base is not None else t  # a view keeps its base alive
+        if id(base) not in params and id(t) not in params:
+            saved[id(base)] = base.numel() * base.element_size()
+        return t
+
+    def record(_module, _inputs, output) -> None:
+        if isinstance(output, torch.Tensor):
+            largest[0] = max(largest[0], output.numel() * output.element_size())
+
+    hooks = [m.register_forward_hook(record) for m in meta.modules()]
+    try:
+        x = torch.zeros((batch, *sample_shape), dtype=dtype, device="meta")
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = meta(x)
+        del y
+    finally:
+        for h in hooks:
+            h.remove()
+    return sum(saved.values()), largest[0]
+
+
+def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "adam",
+                    input_shape: Optional[Sequence[int]] = None, training: bool = True) -> Dict[str, int]:
+    """Bytes needed to train (or run) ``model`` on batches of ``batch_size`` rows: parameters,
+    buffers, gradients, optimizer state (Adam/AdamW: two moments per parameter; ``"sgd"``: none),
+    the activations kept for backward and a transient workspace.
+
+    With ``input_shape`` (one sample's shape, batch excluded) the activations are traced: the
+    model runs once on a "meta" copy (shapes only, nothing allocated) at one and two rows, every
+    tensor autograd saves for backward is counted (parameters excluded, each tensor once), and the
+    count is extrapolated linearly to ``batch_size``; ``workspace`` is the largest module output
+    at ``batch_size`` (the backward pass holds such a gradient besides the saved tensors). This
+    works for any model (convolutions, attention, kancore layers). Without ``input_shape``, a KAN
+    layer or ``nn.Linear`` counts ``batch * (in + out)`` values and ``nn.LayerNorm`` its input,
+    output and two row statistics (kancore's kernels keep only each layer's input), other modules
+    nothing. An estimate: ``benchmarks/memory_check.py`` measures its error.
 
     Parameters
     ----------
     model : nn.Module
-        Any module; KAN layers, ``nn.Linear`` and ``nn.LayerNorm`` are counted precisely.
+        Any module.
     batch_size : int
-        Rows per training batch.
+        Rows per batch.
     optimizer : {"adam", "adamw", "sgd"}
         Decides the optimizer state.
+    input_shape : sequence of int, optional
+        One sample's shape, e.g. ``(784,)`` or ``(3, 32, 32)`` or ``(sequence, d_model)``.
+    training : bool
+        False: inference under ``torch.no_grad()``; no gradients, optimizer state or saved
+        activations, and a workspace of the two largest module outputs (input and output of the
+        widest step).
 
     Returns
     -------
     dict
         Bytes per item: ``parameters``, ``buffers``, ``gradients``, ``optimizer_state``,
-        ``activations`` and ``total``.
+        ``activations``, ``workspace`` and ``total``.
     """
-    if not (isinstance(batch_size, numbers.Integral) and batch_size >= 1):
+    if not (isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size >= 1):
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     if optimizer not in ("adam", "adamw", "sgd"):
         raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {optimizer!r}")
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) if training else 0
     state = 2 * grads if optimizer in ("adam", "adamw") else 0
 
-    activations = 0
-    for m in model.modules():
-        if isinstance(m, (KANLayer, KANLinear, nn.Linear)):
-            ref = next(m.parameters(), None)
-            size = ref.element_size() if ref is not None else 4
-            activations += batch_size * (m.in_features + m.out_features) * size
-        elif isinstance(m, nn.LayerNorm):  # input, output, mean and rstd per row
-            activations += batch_size * (2 * m.normalized_shape[0] + 2) * m.weight.element_size()
-    total = params + buffers + grads + state + activations
+    workspace = 0
+    if input_shape is not None:
+        shape = tuple(int(n) for n in input_shape)
+        if any(n < 1 for n in shape):
+            raise ValueError(f"input_shape must be positive sizes (one sample, no batch), got {input_shape!r}")
+        one, largest_one = _traced_memory(model, 1, shape)
+        two, largest_two = _traced_memory(model, 2, shape)
+        per_row, fixed = two - one, 2 * one - two
+        largest = (largest_two - largest_one) * batch_size + (2 * largest_one - largest_two)
+        activations = per_row * batch_size + fixed if training else 0
+        workspace = largest if training else 2 * largest
+        segment = model.checkpoint_segment_length() if isinstance(model, KAN) else 0
+        if training and segment:
+            # The backward pass recomputes one segment at a time and holds its activations:
+            # about segment / L of what the network keeps without checkpointing.
+            plain = copy.deepcopy(model).to("meta")
+            plain.checkpoint = False
+            p_one, _ = _traced_memory(plain, 1, shape)
+            p_two, _ = _traced_memory(plain, 2, shape)
+            kept = (p_two - p_one) * batch_size + (2 * p_one - p_two)
+            workspace += kept * min(segment, len(model.layers)) // len(model.layers)
+    else:
+        activations = 0
+        for m in model.modules():
+            if isinstance(m, (KANLayer, KANLinear, nn.Linear)):
+                ref = next(m.parameters(), None)
+                size = ref.element_size() if ref is not None else 4
+                activations += batch_size * (m.in_features + m.out_features) * size
+            elif isinstance(m, nn.LayerNorm):  # input, output, mean and rstd per row
+                activations += batch_size * (2 * m.normalized_shape[0] + 2) * m.weight.element_size()
+        if not training:
+            activations = 0
+    total = params + buffers + grads + state + activations + workspace
     return {"parameters": params, "buffers": buffers, "gradients": grads, "optimizer_state": state,
-            "activations": activations, "total": total}
+            "activations": activations, "workspace": workspace, "total": total}
+
+
+def fit_to_memory(widths: Sequence[int], budget_bytes: int, batch_size: int, *, kind: str = "bspline",
+                  grid_sizes: Sequence[int] = (20, 10, 5, 3), width_scales: Sequence[float] = (1.0, 0.75, 0.5, 0.25),
+                  checkpoint: Sequence[bool] = (False, True), optimizer: str = "adam",
+                  device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None,
+                  **options: Any) -> Tuple[KAN, Dict[str, Any]]:
+    """The largest ``kancore.KAN`` of the given shape that trains within ``budget_bytes``.
+
+    Candidates scale the hidden widths (``width_scales``), the grid (``grid_sizes``: B-spline
+    G or C0 K) and turn on gradient checkpointing (``checkpoint``). Each is estimated by
+    ``memory_estimate(..., input_shape=(widths[0],))`` on a "meta" copy, so nothing is
+    allocated until the choice is made: the candidate with the most parameters whose estimate
+    fits (ties: without checkpointing, the faster) is built on ``device`` and returned. The
+    estimate errs on the safe side (``benchmarks/memory_check.py``: +15 % to +37 % on the CPU).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        The widths at scale 1, input first; input and output widths are kept.
+    budget_bytes : int
+        Memory for the model, its gradients and optimizer state and one batch's activations.
+    batch_size : int
+        Rows per training batch.
+    kind : {"bspline", "c0"}
+        The layer kind.
+    grid_sizes, width_scales, checkpoint : sequences
+        The candidates' grid sizes, hidden-width factors and checkpointing settings.
+    optimizer : {"adam", "adamw", "sgd"}
+        As in ``memory_estimate``.
+    device, dtype
+        Where the chosen network is built.
+    **options
+        Further ``kancore.KAN`` arguments (``layernorm``, ``spline_order``...).
+
+    Returns
+    -------
+    (KAN, dict)
+        The network, and a report: ``widths``, ``grid_size``, ``checkpoint``, ``parameters``,
+        ``estimate`` (memory_estimate's dict) and ``candidates`` (how many were tried).
+
+    Raises
+    ------
+    ValueError
+        When no candidate fits, naming the smallest one's estimate; before any allocation.
+    """
+    widths = [int(w) for w in widths]
+    if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, numbers.Integral) or budget_bytes < 1:
+        raise ValueError(f"budget_bytes must be a positive int, got {budget_bytes!r}")
+    grid_key = "num_control_points" if kind == "c0" else "grid_size"
+    candidates = []
+    for scale in width_scales:
+        hidden = [max(1, int(round(w * float(scale)))) for w in widths[1:-1]]
+        for grid in grid_sizes:
+            for ckpt in checkpoint:
+                shape = [widths[0], *hidden, widths[-1]]
+                with torch.device("meta"), skip_initialisation():  # shapes only: nothing allocated
+                    meta = KAN(shape, kind=kind, checkpoint=bool(ckpt), dtype=dtype, **{grid_key: int(grid)},
+                               **options)
+                est = memory_estimate(meta, batch_size, optimizer, input_shape=(widths[0],))
+                candidates.append((sum(p.numel() for p in meta.parameters()), not ckpt, shape, int(grid), bool(ckpt), est))
+    fitting = [c for c in candidates if c[5]["total"] <= budget_bytes]
+    if not fitting:
+        smallest = min(candidates, key=lambda c: c[5]["total"])
+        raise ValueError(f"no candidate trains in {budget_bytes} bytes: the smallest, widths {smallest[2]}, grid "
+                         f"{smallest[3]}, checkpoint={smallest[4]}, needs about {smallest[5]['total']} bytes at batch "
+                         f"{batch_size} (lower the batch size or widen the budget)")
+    params, _, shape, grid, ckpt, est = max(fitting, key=lambda c: (c[0], c[1]))
+    model = KAN(shape, kind=kind, checkpoint=ckpt, device=device, dtype=dtype, **{grid_key: grid}, **options)
+    return model, {"widths": shape, "grid_size": grid, "checkpoint": ckpt, "parameters": params, "estimate": est,
+                   "candidates": len(candidates)}
 
 
 MAX_MLP_PARAMETERS = 10 ** 11  # beyond this an MLP cannot be built in any memory we know

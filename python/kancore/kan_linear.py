@@ -60,7 +60,8 @@ def uniform_grid(in_features: int, grid_size: int, spline_order: int, grid_range
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise ValueError(f"grid_range must be two finite numbers lo < hi, got {tuple(grid_range)}")
     h = (hi - lo) / grid_size
-    steps = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float64) * h + lo
+    # On the CPU (a few values) whatever the default device, so the overflow check can read them.
+    steps = torch.arange(-spline_order, grid_size + spline_order + 1, dtype=torch.float64, device="cpu") * h + lo
     top = torch.finfo(dtype if dtype is not None else torch.get_default_dtype()).max
     if not bool(torch.isfinite(steps).all()) or float(steps.abs().max()) > top:
         raise ValueError(f"grid_range {tuple(grid_range)} is too wide: its extended knots overflow "
