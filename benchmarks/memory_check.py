@@ -8,8 +8,13 @@ mmap threshold is fixed so freed blocks leave the count. The model's parameters 
 before the start, so the measured growth is compared with the estimate's gradients + optimizer
 state + activations + workspace (traced with ``input_shape``).
 
-    python benchmarks/memory_check.py            # the table
+    python benchmarks/memory_check.py                 # the table
     python benchmarks/memory_check.py --json
+    python benchmarks/memory_check.py --fit-to-memory # fit_to_memory's choice under two budgets
+
+With ``--fit-to-memory``, ``kancore.fit_to_memory([64, 512, 512, 10], budget, 2048)`` picks a
+network for each budget in a fresh process, which then measures its whole growth (model, one
+training step) against the budget.
 
 On a GPU, torch.cuda.max_memory_allocated is the measurement to compare with (not done here).
 """
@@ -87,6 +92,35 @@ def _one(name):
     print(json.dumps({"measured": measured, "estimate": est}))
 
 
+FIT_WIDTHS, FIT_BATCH, FIT_BUDGETS = [64, 512, 512, 10], 2048, (48 * 2 ** 20, 160 * 2 ** 20)
+
+
+def _fit_one(budget):
+    import torch
+
+    import kancore
+
+    torch.set_num_threads(1)
+    kancore.set_num_threads(1)
+    warm = kancore.KAN([4, 4, 2])  # map the code of a step
+    w_opt = torch.optim.Adam(warm.parameters())
+    warm(torch.randn(2, 4)).square().mean().backward()
+    w_opt.step()
+    x = torch.randn(FIT_BATCH, FIT_WIDTHS[0])
+    start = _vm("VmRSS")
+    model, report = kancore.fit_to_memory(FIT_WIDTHS, budget, FIT_BATCH)
+    built = _vm("VmHWM") - start  # building includes the initial curve fits' temporaries
+    with open("/proc/self/clear_refs", "w") as f:  # restart the peak (VmHWM) from the current size
+        f.write("5")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(x).square().mean().backward()
+    opt.step()
+    measured = _vm("VmHWM") - start
+    print(json.dumps({"measured": measured, "built": built,
+                      "report": {k: v for k, v in report.items() if k != "estimate"},
+                      "estimate": report["estimate"]["total"]}))
+
+
 def measure(name):
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
     out = subprocess.run([sys.executable, __file__, "--one", name], check=True, capture_output=True, text=True,
@@ -98,10 +132,30 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--fit-to-memory", action="store_true")
     ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--fit-one", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         _one(a.one)
+        return
+    if a.fit_one:
+        _fit_one(a.fit_one)
+        return
+    if a.fit_to_memory:
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+        print(f"fit_to_memory({FIT_WIDTHS}, budget, batch {FIT_BATCH}); measured in a fresh process: the peak "
+              "growth while building the model, and during one training step (the model included)\n")
+        print("| budget | chosen widths | grid | checkpoint | parameters | estimate | building | training step |")
+        print("|---:|---|---:|---|---:|---:|---:|---:|")
+        for budget in FIT_BUDGETS:
+            out = subprocess.run([sys.executable, __file__, "--fit-one", str(budget)], check=True,
+                                 capture_output=True, text=True, env=env).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            rep = r["report"]
+            print(f"| {budget / 2 ** 20:.0f} MiB | {rep['widths']} | {rep['grid_size']} | {rep['checkpoint']} "
+                  f"| {rep['parameters']} | {r['estimate'] / 2 ** 20:.1f} MiB | {r['built'] / 2 ** 20:.1f} MiB "
+                  f"| {r['measured'] / 2 ** 20:.1f} MiB |")
         return
     rows = {name: measure(name) for name in a.models.split(",")}
     if a.json:

@@ -563,6 +563,18 @@ def smoothness_torch(c, outer: int, K: int, inner: int):
     return [(d2.square().sum() / edges).to(c.dtype), grad.reshape(c.shape).to(c.dtype)]
 
 
+def layer_workspace_bytes(kind: str, batch: int, in_features: int, out_features: int, size: int,
+                          spline_order: int, spline_width: float, dtype: str, impl: str = "embedding_bag",
+                          backward: bool = True) -> int:
+    """Scratch bytes one call of a kancore layer's CPU kernel takes (kind "c0": size = K;
+    "bspline": size = G), for memory estimates."""
+    if kind == "c0":
+        return int(_core.c0_workspace_bytes(batch, in_features, out_features, size, float(spline_width), dtype,
+                                            impl, "cpu", backward, 0, "highest", WORKSPACE_LIMIT))
+    return int(_core.bspline_workspace_bytes(batch, in_features, out_features, size, spline_order, dtype, "cpu",
+                                             backward, 0))
+
+
 @functools.lru_cache(maxsize=None)
 def torch_bspline_ops() -> SimpleNamespace:
     """Register the B-spline and loss custom ops once and return them (imports torch)."""

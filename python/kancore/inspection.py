@@ -67,6 +67,24 @@ def _traced_memory(model: nn.Module, batch: int, sample_shape: Sequence[int]) ->
     return sum(saved.values()), largest[0]
 
 
+def _kernel_scratch(model: nn.Module, batch: int, backward: bool) -> int:
+    """The largest scratch memory one kancore kernel call takes in this model (the B-spline
+    backward holds two (in, G+k, out) tables; the C0 CSR path its matrix)."""
+    largest = 0
+    for m in model.modules():
+        if isinstance(m, (KANLayer, KANLinear)):
+            p = next(m.parameters())
+            dtype = str(p.dtype).replace("torch.", "")
+            if isinstance(m, KANLayer):
+                args = ("c0", batch, m.in_features, m.out_features, m.num_control_points, 1, m.spline_width)
+            else:
+                args = ("bspline", batch, m.in_features, m.out_features, m.grid_size, m.spline_order, 1.0)
+            impl = getattr(m, "impl", "embedding_bag")
+            largest = max(largest, _ops.layer_workspace_bytes(*args, dtype, impl, False),
+                          _ops.layer_workspace_bytes(*args, dtype, impl, True) if backward else 0)
+    return largest
+
+
 def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "adam",
                     input_shape: Optional[Sequence[int]] = None, training: bool = True) -> Dict[str, int]:
     """Bytes needed to train (or run) ``model`` on batches of ``batch_size`` rows: parameters,
@@ -77,7 +95,8 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
     model runs once on a "meta" copy (shapes only, nothing allocated) at one and two rows, every
     tensor autograd saves for backward is counted (parameters excluded, each tensor once), and the
     count is extrapolated linearly to ``batch_size``; ``workspace`` is the largest module output
-    at ``batch_size`` (the backward pass holds such a gradient besides the saved tensors). This
+    at ``batch_size`` (the backward pass holds such a gradient besides the saved tensors) plus
+    the largest scratch memory of one kancore kernel call (the B-spline backward's tables). This
     works for any model (convolutions, attention, kancore layers). Without ``input_shape``, a KAN
     layer or ``nn.Linear`` counts ``batch * (in + out)`` values and ``nn.LayerNorm`` its input,
     output and two row statistics (kancore's kernels keep only each layer's input), other modules
@@ -124,6 +143,7 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
         largest = (largest_two - largest_one) * batch_size + (2 * largest_one - largest_two)
         activations = per_row * batch_size + fixed if training else 0
         workspace = largest if training else 2 * largest
+        workspace += _kernel_scratch(model, batch_size, training)
         segment = model.checkpoint_segment_length() if isinstance(model, KAN) else 0
         if training and segment:
             # The backward pass recomputes one segment at a time and holds its activations:
