@@ -35,7 +35,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _traced_memory(model: nn.Module, batch: int, sample_shape: Sequence[int]) -> Tuple[int, int]:
+def _traced_memory(model: nn.Module, batch: int, sample_shape: Sequence[int],
+                   input_dtype: Optional[torch.dtype] = None) -> Tuple[int, int]:
     """(bytes autograd keeps for backward, bytes of the largest module output) of one forward
     pass at ``batch`` rows, run on a "meta" copy: shapes only, nothing allocated."""
     meta = copy.deepcopy(model).to("meta")
@@ -57,7 +58,7 @@ def _traced_memory(model: nn.Module, batch: int, sample_shape: Sequence[int]) ->
 
     hooks = [m.register_forward_hook(record) for m in meta.modules()]
     try:
-        x = torch.zeros((batch, *sample_shape), dtype=dtype, device="meta")
+        x = torch.zeros((batch, *sample_shape), dtype=input_dtype or dtype, device="meta")
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             y = meta(x)
         del y
@@ -86,7 +87,8 @@ def _kernel_scratch(model: nn.Module, batch: int, backward: bool) -> int:
 
 
 def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "adam",
-                    input_shape: Optional[Sequence[int]] = None, training: bool = True) -> Dict[str, int]:
+                    input_shape: Optional[Sequence[int]] = None, training: bool = True,
+                    input_dtype: Optional[torch.dtype] = None) -> Dict[str, int]:
     """Bytes needed to train (or run) ``model`` on batches of ``batch_size`` rows: parameters,
     buffers, gradients, optimizer state (Adam/AdamW: two moments per parameter; ``"sgd"``: none),
     the activations kept for backward and a transient workspace.
@@ -116,6 +118,8 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
         False: inference under ``torch.no_grad()``; no gradients, optimizer state or saved
         activations, and a workspace of the two largest module outputs (input and output of the
         widest step).
+    input_dtype : torch.dtype, optional
+        The traced input's dtype (default: the model's; ``torch.long`` for token ids).
 
     Returns
     -------
@@ -137,8 +141,8 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
         shape = tuple(int(n) for n in input_shape)
         if any(n < 1 for n in shape):
             raise ValueError(f"input_shape must be positive sizes (one sample, no batch), got {input_shape!r}")
-        one, largest_one = _traced_memory(model, 1, shape)
-        two, largest_two = _traced_memory(model, 2, shape)
+        one, largest_one = _traced_memory(model, 1, shape, input_dtype)
+        two, largest_two = _traced_memory(model, 2, shape, input_dtype)
         per_row, fixed = two - one, 2 * one - two
         largest = (largest_two - largest_one) * batch_size + (2 * largest_one - largest_two)
         activations = per_row * batch_size + fixed if training else 0
@@ -150,8 +154,8 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
             # about segment / L of what the network keeps without checkpointing.
             plain = copy.deepcopy(model).to("meta")
             plain.checkpoint = False
-            p_one, _ = _traced_memory(plain, 1, shape)
-            p_two, _ = _traced_memory(plain, 2, shape)
+            p_one, _ = _traced_memory(plain, 1, shape, input_dtype)
+            p_two, _ = _traced_memory(plain, 2, shape, input_dtype)
             kept = (p_two - p_one) * batch_size + (2 * p_one - p_two)
             workspace += kept * min(segment, len(model.layers)) // len(model.layers)
     else:
@@ -415,7 +419,8 @@ def _register_flop_formulas() -> None:
         return bspline_flops(*_bspline_shape(x, grid, spline_weight), backward=True)
 
 
-def flops(model: nn.Module, input_shape: Sequence[int], backward: bool = True) -> Dict[str, Any]:
+def flops(model: nn.Module, input_shape: Sequence[int], backward: bool = True,
+          input_dtype: Optional[torch.dtype] = None) -> Dict[str, Any]:
     """FLOPs of one forward (and backward) pass of ``model`` on an input of ``input_shape``.
 
     The count is torch's ``FlopCounterMode`` with the kancore ops taught to it, so torch layers
@@ -433,6 +438,8 @@ def flops(model: nn.Module, input_shape: Sequence[int], backward: bool = True) -
         The input's shape, batch included.
     backward : bool
         Also run and count the backward pass (of the sum of the output).
+    input_dtype : torch.dtype, optional
+        The input's dtype (default: the model's; ``torch.long`` for token ids).
 
     Returns
     -------
@@ -448,7 +455,7 @@ def flops(model: nn.Module, input_shape: Sequence[int], backward: bool = True) -
         raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}")
     _register_flop_formulas()
     ref = next(model.parameters(), None)
-    x = torch.zeros(shape, dtype=ref.dtype if ref is not None else torch.float32,
+    x = torch.zeros(shape, dtype=input_dtype or (ref.dtype if ref is not None else torch.float32),
                     device=ref.device if ref is not None else "cpu")
     with FlopCounterMode(display=False) as forward_mode:
         y = model(x)
