@@ -176,17 +176,21 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
 
 def fit_to_memory(widths: Sequence[int], budget_bytes: int, batch_size: int, *, kind: str = "bspline",
                   grid_sizes: Sequence[int] = (20, 10, 5, 3), width_scales: Sequence[float] = (1.0, 0.75, 0.5, 0.25),
-                  checkpoint: Sequence[bool] = (False, True), optimizer: str = "adam",
+                  checkpoint: Sequence[bool] = (False, True), micro_batches: Sequence[int] = (1, 2, 4, 8),
+                  optimizer: str = "adam",
                   device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None,
                   **options: Any) -> Tuple[KAN, Dict[str, Any]]:
     """The largest ``kancore.KAN`` of the given shape that trains within ``budget_bytes``.
 
     Candidates scale the hidden widths (``width_scales``), the grid (``grid_sizes``: B-spline
-    G or C0 K) and turn on gradient checkpointing (``checkpoint``). Each is estimated by
-    ``memory_estimate(..., input_shape=(widths[0],))`` on a "meta" copy, so nothing is
-    allocated until the choice is made: the candidate with the most parameters whose estimate
-    fits (ties: without checkpointing, the faster) is built on ``device`` and returned. The
-    estimate errs on the safe side (``benchmarks/memory_check.py``: +15 % to +37 % on the CPU).
+    G or C0 K), turn on gradient checkpointing (``checkpoint``) and evaluate each batch in
+    chunks (``micro_batches``: m forward/backward passes of ``batch_size / m`` rows whose
+    gradients accumulate before one optimizer step; the same update, less activation memory).
+    Each is estimated by ``memory_estimate(..., input_shape=(widths[0],))`` on a "meta" copy,
+    so nothing is allocated until the choice is made: the candidate with the most parameters
+    whose estimate fits (ties: the faster, without checkpointing and with fewer chunks) is
+    built on ``device`` and returned. The estimate errs on the safe side
+    (``benchmarks/memory_check.py``: +15 % to +38 % on the CPU).
 
     Parameters
     ----------
@@ -198,8 +202,9 @@ def fit_to_memory(widths: Sequence[int], budget_bytes: int, batch_size: int, *, 
         Rows per training batch.
     kind : {"bspline", "c0"}
         The layer kind.
-    grid_sizes, width_scales, checkpoint : sequences
-        The candidates' grid sizes, hidden-width factors and checkpointing settings.
+    grid_sizes, width_scales, checkpoint, micro_batches : sequences
+        The candidates' grid sizes, hidden-width factors, checkpointing settings and numbers of
+        chunks per batch (each at most ``batch_size``).
     optimizer : {"adam", "adamw", "sgd"}
         As in ``memory_estimate``.
     device, dtype
@@ -210,8 +215,10 @@ def fit_to_memory(widths: Sequence[int], budget_bytes: int, batch_size: int, *, 
     Returns
     -------
     (KAN, dict)
-        The network, and a report: ``widths``, ``grid_size``, ``checkpoint``, ``parameters``,
-        ``estimate`` (memory_estimate's dict) and ``candidates`` (how many were tried).
+        The network, and a report: ``widths``, ``grid_size``, ``checkpoint``, ``micro_batches``
+        (train on that many chunks of ``batch_size / micro_batches`` rows per step),
+        ``parameters``, ``estimate`` (memory_estimate's dict at the chunk size) and
+        ``candidates`` (how many were tried).
 
     Raises
     ------
@@ -221,6 +228,8 @@ def fit_to_memory(widths: Sequence[int], budget_bytes: int, batch_size: int, *, 
     widths = [int(w) for w in widths]
     if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, numbers.Integral) or budget_bytes < 1:
         raise ValueError(f"budget_bytes must be a positive int, got {budget_bytes!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     grid_key = "num_control_points" if kind == "c0" else "grid_size"
     candidates = []
     for scale in width_scales:
@@ -231,18 +240,21 @@ def fit_to_memory(widths: Sequence[int], budget_bytes: int, batch_size: int, *, 
                 with torch.device("meta"), skip_initialisation():  # shapes only: nothing allocated
                     meta = KAN(shape, kind=kind, checkpoint=bool(ckpt), dtype=dtype, **{grid_key: int(grid)},
                                **options)
-                est = memory_estimate(meta, batch_size, optimizer, input_shape=(widths[0],))
-                candidates.append((sum(p.numel() for p in meta.parameters()), not ckpt, shape, int(grid), bool(ckpt), est))
-    fitting = [c for c in candidates if c[5]["total"] <= budget_bytes]
+                count = sum(p.numel() for p in meta.parameters())
+                for chunks in sorted({min(int(m), batch_size) for m in micro_batches}):
+                    rows = -(-batch_size // chunks)  # ceil: the largest chunk
+                    est = memory_estimate(meta, rows, optimizer, input_shape=(widths[0],))
+                    candidates.append((count, (not ckpt, -chunks), shape, int(grid), bool(ckpt), chunks, est))
+    fitting = [c for c in candidates if c[6]["total"] <= budget_bytes]
     if not fitting:
-        smallest = min(candidates, key=lambda c: c[5]["total"])
+        smallest = min(candidates, key=lambda c: c[6]["total"])
         raise ValueError(f"no candidate trains in {budget_bytes} bytes: the smallest, widths {smallest[2]}, grid "
-                         f"{smallest[3]}, checkpoint={smallest[4]}, needs about {smallest[5]['total']} bytes at batch "
-                         f"{batch_size} (lower the batch size or widen the budget)")
-    params, _, shape, grid, ckpt, est = max(fitting, key=lambda c: (c[0], c[1]))
+                         f"{smallest[3]}, checkpoint={smallest[4]}, {smallest[5]} micro-batches, needs about "
+                         f"{smallest[6]['total']} bytes at batch {batch_size} (widen the budget)")
+    params, _, shape, grid, ckpt, chunks, est = max(fitting, key=lambda c: (c[0], c[1]))
     model = KAN(shape, kind=kind, checkpoint=ckpt, device=device, dtype=dtype, **{grid_key: grid}, **options)
-    return model, {"widths": shape, "grid_size": grid, "checkpoint": ckpt, "parameters": params, "estimate": est,
-                   "candidates": len(candidates)}
+    return model, {"widths": shape, "grid_size": grid, "checkpoint": ckpt, "micro_batches": chunks,
+                   "parameters": params, "estimate": est, "candidates": len(candidates)}
 
 
 MAX_MLP_PARAMETERS = 10 ** 11  # beyond this an MLP cannot be built in any memory we know

@@ -45,7 +45,8 @@ def test_fit_to_memory_picks_the_largest_that_fits(kind):
         assert report["estimate"]["total"] <= budget
         assert kancore.count_parameters(model) == report["parameters"]
         assert model.widths == report["widths"] and next(model.parameters()).device.type == "cpu"
-        assert kancore.memory_estimate(model, batch, input_shape=(16,))["total"] == report["estimate"]["total"]
+        rows = -(-batch // report["micro_batches"])
+        assert kancore.memory_estimate(model, rows, input_shape=(16,))["total"] == report["estimate"]["total"]
         chosen.append(report["parameters"])
     assert chosen[0] >= chosen[1] >= chosen[2] and chosen[0] > chosen[2]
     with pytest.raises(ValueError, match="no candidate trains"):
@@ -58,3 +59,15 @@ def test_fit_to_memory_refuses_before_allocating_a_huge_network():
     # Half a trillion parameters: estimated on meta tensors, refused without touching memory.
     with pytest.raises(ValueError, match="no candidate trains"):
         kancore.fit_to_memory([1000, 100000, 100000, 10], 2 ** 30, 64, width_scales=(1.0,), grid_sizes=(20,))
+
+
+def test_fit_to_memory_chunks_the_batch_when_activations_dominate():
+    # A narrow network on a huge batch: its activations, not its parameters, exceed the budget.
+    widths, batch = [64, 32, 1], 1 << 16
+    whole = kancore.memory_estimate(kancore.KAN(widths, grid_size=3), batch, input_shape=(64,))["total"]
+    model, report = kancore.fit_to_memory(widths, whole // 2, batch, width_scales=(1.0,), grid_sizes=(3,),
+                                          checkpoint=(False,))
+    assert report["micro_batches"] > 1 and report["estimate"]["total"] <= whole // 2
+    _, report = kancore.fit_to_memory(widths, 2 * whole, batch, width_scales=(1.0,), grid_sizes=(3,),
+                                      checkpoint=(False,))
+    assert report["micro_batches"] == 1  # no chunks when the whole batch fits
