@@ -288,7 +288,7 @@ def _table(task, res):
         spread = statistics.stdev(m) if len(m) > 1 else 0.0
         tp = r["throughput"]
         tp = ", ".join(f"{v:.0f} @ {L}" for L, v in sorted(tp.items())) if isinstance(tp, dict) else f"{tp:.0f}"
-        mem = f"{r['memory'] / 2 ** 20:.1f} MiB"
+        mem = f"{r['memory'] / 2 ** 20:.2f} MiB"
         lines.append(f"| {name} | {r['parameters']} | {r['flops']} | {mem} | {tp} | "
                      f"{statistics.fmean(m):.4g} +- {spread:.2g} |")
     return "\n".join(lines)
