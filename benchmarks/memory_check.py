@@ -113,7 +113,8 @@ def _fit_one(budget):
     with open("/proc/self/clear_refs", "w") as f:  # restart the peak (VmHWM) from the current size
         f.write("5")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model(x).square().mean().backward()
+    for chunk in x.chunk(report["micro_batches"]):  # gradients accumulate over the chunks
+        (model(chunk).square().sum() / FIT_BATCH).backward()
     opt.step()
     measured = _vm("VmHWM") - start
     print(json.dumps({"measured": measured, "built": built,
@@ -146,14 +147,16 @@ def main():
         env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
         print(f"fit_to_memory({FIT_WIDTHS}, budget, batch {FIT_BATCH}); measured in a fresh process: the peak "
               "growth while building the model, and during one training step (the model included)\n")
-        print("| budget | chosen widths | grid | checkpoint | parameters | estimate | building | training step |")
-        print("|---:|---|---:|---|---:|---:|---:|---:|")
+        print("| budget | chosen widths | grid | checkpoint | micro-batches | parameters | estimate | building "
+              "| training step |")
+        print("|---:|---|---:|---|---:|---:|---:|---:|---:|")
         for budget in FIT_BUDGETS:
             out = subprocess.run([sys.executable, __file__, "--fit-one", str(budget)], check=True,
                                  capture_output=True, text=True, env=env).stdout
             r = json.loads(out.strip().splitlines()[-1])
             rep = r["report"]
             print(f"| {budget / 2 ** 20:.0f} MiB | {rep['widths']} | {rep['grid_size']} | {rep['checkpoint']} "
+                  f"| {rep['micro_batches']} "
                   f"| {rep['parameters']} | {r['estimate'] / 2 ** 20:.1f} MiB | {r['built'] / 2 ** 20:.1f} MiB "
                   f"| {r['measured'] / 2 ** 20:.1f} MiB |")
         return
