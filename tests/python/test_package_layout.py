@@ -32,8 +32,9 @@ FLOORS = {
     "pruning": 5,
     "nn": 5,  # KANFeedForward, KANClassifierHead
     "distributed": 5,  # grid updates agreed across ranks (DDP)
-    "__main__": 6,
-    "__init__": 6,
+    "symbolic": 6,  # formulas from the edges (uses pruning's edge values)
+    "__main__": 7,
+    "__init__": 7,
 }
 
 
