@@ -11,6 +11,7 @@ CMAKE_TEST_DIR := build/cpp-tests
 
 demo: install
 	$(PY) examples/train_regression.py
+	$(PY) examples/discover_formula.py
 
 test: test-cpp test-python
 

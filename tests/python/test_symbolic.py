@@ -75,3 +75,27 @@ def test_bad_requests_are_refused():
         kancore.symbolic_formula(kancore.KAN([2, 3, 1], layernorm=True), {})
     with pytest.raises(ValueError, match="no symbolic choice"):
         kancore.symbolic_formula(model, {})
+
+
+def test_the_main_jobs_formula_discovery_recovers_the_distance_law(tmp_path):
+    # examples/discover_formula.py (make demo): sparsify, prune, refine, read back Feynman I.8.14.
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = subprocess.run([sys.executable, os.path.join(root, "examples", "discover_formula.py"), "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, MPLBACKEND="Agg"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    text = run.stdout
+    recovered = text.split("recovered formula:")[1].splitlines()[0].split("=", 1)[1]
+    dx, dy = sympy.symbols("dx dy")
+    expr = sympy.sympify(recovered)
+    assert expr.free_symbols == {dx, dy} and expr.has(sympy.sqrt(dx).func)
+    for px, py in ((0.5, 0.7), (1.9, 1.2), (1.1, 0.6)):  # the law, to the rounding of 3 digits
+        assert abs(float(expr.subs({dx: px, dy: py})) - math.hypot(px, py)) < 1e-2 * math.hypot(px, py)
+    formula_rmse = float(text.split("the recovered formula (8 digits)")[1].split()[0])
+    assert formula_rmse <= 1e-4
+    for name in ("kan_distance.safetensors", "kan_distance_formula.txt", "kan_distance_sparse.png",
+                 "kan_distance_pruned.png"):
+        assert (tmp_path / name).stat().st_size > 0
