@@ -69,7 +69,12 @@ def __getattr__(name: str) -> Any:
     if name == "nn":  # the building blocks (kancore/nn.py), a submodule that needs torch
         import importlib
 
-        return importlib.import_module(".nn", __name__)
+        try:
+            return importlib.import_module(".nn", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != "torch":
+                raise
+            raise ImportError("kancore.nn needs PyTorch: pip install 'kancore[torch]'") from exc
     if name in _TORCH_NAMES:
         import importlib
 
