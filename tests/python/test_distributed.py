@@ -94,8 +94,12 @@ def _worker(rank, store, out_dir):
 
             losses = _train(ddp, step_fn, grid_fn)
             torch.save({"losses": losses, "state": model.state_dict()}, os.path.join(out_dir, f"{run}-{rank}.pt"))
+        dist.barrier()  # no rank tears the group down while the other still uses it
     finally:
         dist.destroy_process_group()
+    # Success: leave without C++ static destructors (a joinable gloo thread there aborts the
+    # process now and then under load; examples/ddp_train.py says more). Failures raise above.
+    os._exit(0)
 
 
 def _fsdp_run(run, rank, out_dir):
