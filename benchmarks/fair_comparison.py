@@ -115,27 +115,35 @@ def digits_models():
             f"MLP head, same FLOPs (h={by_flops})": lambda: nn.Sequential(_front(), mlp(by_flops))}
 
 
-def run_digits(seeds, steps):
+def _run_rows(models, data, sample_shape, batch, loss_fn, lr, score, seeds, steps):
+    """Every model trained on mini-batches of ``batch`` rows for each seed; ``data(seed)`` gives
+    (x_train, y_train, x_test, y_test), ``score(model, x_test, y_test)`` the metric."""
     rows = {}
-    for name, make in digits_models().items():
-        accs, speeds = [], []
+    for name, make in models.items():
+        scores, speeds = [], []
         for seed in range(seeds):
-            xtr, ytr, xte, yte = _digits_data(seed)
+            xtr, ytr, xte, yte = data(seed)
             torch.manual_seed(seed)
             model = make()
             gen = torch.Generator().manual_seed(seed)
 
             def batches(step):
-                idx = torch.randint(0, len(ytr), (64,), generator=gen)
+                idx = torch.randint(0, len(ytr), (batch,), generator=gen)
                 return xtr[idx], ytr[idx]
 
-            speeds.append(_train(model, batches, steps, F.cross_entropy))
+            speeds.append(_train(model, batches, steps, loss_fn, lr=lr))
             model.eval()
             with torch.no_grad():
-                accs.append(float((model(xte).argmax(1) == yte).float().mean()))
-        params, fl, mem = _describe(model, (1, 8, 8))
+                scores.append(score(model, xte, yte))
+        params, fl, mem = _describe(model, sample_shape)
         rows[name] = {"parameters": params, "flops": fl, "memory": mem, "throughput": statistics.fmean(speeds),
-                      "metric": accs}
+                      "metric": scores}
+    return rows
+
+
+def run_digits(seeds, steps):
+    rows = _run_rows(digits_models(), _digits_data, (1, 8, 8), 64, F.cross_entropy, 3e-3,
+                     lambda m, x, y: float((m(x).argmax(1) == y).float().mean()), seeds, steps)
     return {"metric": "test accuracy", "higher_is_better": True, "unit": "samples/s", "rows": rows}
 
 
@@ -252,27 +260,18 @@ def diabetes_models():
 
 
 def run_diabetes(seeds, steps):
-    rows = {}
-    for name, make in diabetes_models().items():
-        errs, speeds = [], []
-        for seed in range(seeds):
-            xtr, ytr, xte, yte, ym, ys = _diabetes(seed)
-            torch.manual_seed(seed)
-            model = make()
-            gen = torch.Generator().manual_seed(seed)
+    scaled = {}
 
-            def batches(step):
-                idx = torch.randint(0, len(ytr), (32,), generator=gen)
-                return xtr[idx], ytr[idx]
+    def data(seed):
+        xtr, ytr, xte, yte, ym, ys = _diabetes(seed)
+        scaled["mean"], scaled["std"] = ym, ys
+        return xtr, ytr, xte, yte
 
-            speeds.append(_train(model, batches, steps, F.mse_loss, lr=1e-2))
-            model.eval()
-            with torch.no_grad():
-                pred = model(xte).squeeze(1) * ys + ym
-            errs.append(float(torch.sqrt(torch.mean((pred - yte) ** 2))))
-        params, fl, mem = _describe(model, (10,))
-        rows[name] = {"parameters": params, "flops": fl, "memory": mem, "throughput": statistics.fmean(speeds),
-                      "metric": errs}
+    def rmse(model, x, y):  # in the target's units
+        pred = model(x).squeeze(1) * scaled["std"] + scaled["mean"]
+        return float(torch.sqrt(torch.mean((pred - y) ** 2)))
+
+    rows = _run_rows(diabetes_models(), data, (10,), 32, F.mse_loss, 1e-2, rmse, seeds, steps)
     return {"metric": "test RMSE", "higher_is_better": False, "unit": "samples/s", "rows": rows}
 
 

@@ -1,6 +1,5 @@
 // Adam / AdamW with a learning rate per parameter group (see kancore/training.hpp).
 #include <cmath>
-#include <stdexcept>
 #include <string>
 
 #include "dispatch_common.hpp"
@@ -46,27 +45,7 @@ Adam::Adam(Network& net, const AdamOptions& options) : net_(&net), opt_(options)
     if (t.group == ParamGroup::buffer) continue;
     m_.emplace_back(static_cast<std::size_t>(t.numel()), 0.0);
     v_.emplace_back(static_cast<std::size_t>(t.numel()), 0.0);
-    t_per_.push_back(0);
   }
-}
-
-void Adam::resync() {
-  std::size_t k = 0;
-  for (const auto& t : net_->tensors()) {
-    if (t.group == ParamGroup::buffer) continue;
-    const auto n = static_cast<std::size_t>(t.numel());
-    if (k >= m_.size()) {  // a tensor that appeared (a C0 input affine fitted by a grid update)
-      m_.emplace_back(n, 0.0);
-      v_.emplace_back(n, 0.0);
-      t_per_.push_back(0);
-    } else if (m_[k].size() != n) {  // refined: fresh moments and bias correction
-      m_[k].assign(n, 0.0);
-      v_[k].assign(n, 0.0);
-      t_per_[k] = 0;
-    }
-    ++k;
-  }
-  if (k != m_.size()) throw std::logic_error("kancore: Adam::resync: the network lost trainable tensors");
 }
 
 void Adam::set_lr(double lr, double lr_spline) {
@@ -79,16 +58,14 @@ void Adam::set_lr(double lr, double lr_spline) {
 
 void Adam::step() {
   ++t_;
+  const double bias1 = 1 - std::pow(opt_.beta1, static_cast<double>(t_));
+  const double bias2 = 1 - std::pow(opt_.beta2, static_cast<double>(t_));
   std::size_t k = 0;
   for (const auto& t : net_->tensors()) {
     if (t.group == ParamGroup::buffer) continue;
     if (k >= m_.size() || m_[k].size() != static_cast<std::size_t>(t.numel())) {
-      throw std::logic_error("kancore: Adam: the network's parameters changed shape (refine): call resync()");
+      throw std::logic_error("kancore: Adam: the network's parameters changed shape since construction");
     }
-    // Per tensor, as torch keeps a step count per parameter: a refined tensor starts over.
-    const auto steps = static_cast<double>(++t_per_[k]);
-    const double bias1 = 1 - std::pow(opt_.beta1, steps);
-    const double bias2 = 1 - std::pow(opt_.beta2, steps);
     const double lr = (t.group == ParamGroup::spline && opt_.lr_spline >= 0) ? opt_.lr_spline : opt_.lr;
     if (t.dtype == DType::float64) {
       update(static_cast<double*>(t.data), static_cast<const double*>(t.grad), m_[k].data(), v_[k].data(),

@@ -35,13 +35,23 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def _traced_memory(model: nn.Module, batch: int, sample_shape: Sequence[int],
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parameters and buffers are "meta" tensors of the same shapes
+    and dtypes: it runs forward and backward for shapes only, and making it copies no data."""
+    memo: Dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    return copy.deepcopy(model, memo)
+
+
+def _traced_memory(meta: nn.Module, batch: int, sample_shape: Sequence[int],
                    input_dtype: Optional[torch.dtype] = None) -> Tuple[int, int]:
     """(bytes autograd keeps for backward, bytes of the largest module output) of one forward
-    pass at ``batch`` rows, run on a "meta" copy: shapes only, nothing allocated."""
-    meta = copy.deepcopy(model).to("meta")
+    pass at ``batch`` rows of a ``_meta_copy``: shapes only, nothing allocated."""
     params = {id(p) for p in meta.parameters()}
-    ref = next(model.parameters(), None)
+    ref = next(meta.parameters(), None)
     dtype = ref.dtype if ref is not None else torch.float32
     saved: Dict[int, int] = {}
     largest = [0]
@@ -141,8 +151,9 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
         shape = tuple(int(n) for n in input_shape)
         if any(n < 1 for n in shape):
             raise ValueError(f"input_shape must be positive sizes (one sample, no batch), got {input_shape!r}")
-        one, largest_one = _traced_memory(model, 1, shape, input_dtype)
-        two, largest_two = _traced_memory(model, 2, shape, input_dtype)
+        meta = _meta_copy(model)
+        one, largest_one = _traced_memory(meta, 1, shape, input_dtype)
+        two, largest_two = _traced_memory(meta, 2, shape, input_dtype)
         per_row, fixed = two - one, 2 * one - two
         largest = (largest_two - largest_one) * batch_size + (2 * largest_one - largest_two)
         activations = per_row * batch_size + fixed if training else 0
@@ -152,10 +163,9 @@ def memory_estimate(model: nn.Module, batch_size: int = 1, optimizer: str = "ada
         if training and segment:
             # The backward pass recomputes one segment at a time and holds its activations:
             # about segment / L of what the network keeps without checkpointing.
-            plain = copy.deepcopy(model).to("meta")
-            plain.checkpoint = False
-            p_one, _ = _traced_memory(plain, 1, shape, input_dtype)
-            p_two, _ = _traced_memory(plain, 2, shape, input_dtype)
+            meta.checkpoint = False
+            p_one, _ = _traced_memory(meta, 1, shape, input_dtype)
+            p_two, _ = _traced_memory(meta, 2, shape, input_dtype)
             kept = (p_two - p_one) * batch_size + (2 * p_one - p_two)
             workspace += kept * min(segment, len(model.layers)) // len(model.layers)
     else:
@@ -348,7 +358,8 @@ def mlp_with_same_parameters(widths_in_out: Sequence[int], target_params: int, h
 def mlp_with_same_flops(widths_in_out: Sequence[int], target_flops: int, hidden_layers: Optional[int] = None,
                         activation: Type[nn.Module] = nn.SiLU) -> nn.Sequential:
     """An MLP whose forward pass costs about ``target_flops`` FLOPs per sample, for a comparison
-    at equal compute (``kancore.flops(kan, (1, d))["forward"]`` gives a KAN's).
+    at equal compute. A KAN's per-sample cost is ``flops(kan, (2, d))["forward"] -
+    flops(kan, (1, d))["forward"]``: a B-spline layer also scales its coefficients once per call.
 
     Counted as ``flops`` counts: 2 per multiply-add of each Linear layer, the bias additions and
     the activations not counted.
@@ -439,8 +450,9 @@ def flops(model: nn.Module, input_shape: Sequence[int], backward: bool = True,
     and kancore layers are counted alike and in one pass: a multiply and an add are one FLOP
     each (a matrix product of (M, K) and (K, N) is 2 M K N, a convolution likewise); element-wise
     operations (activations, norms, bias additions) and table lookups count 0, as torch counts
-    them. Per kancore layer see ``c0_flops`` and ``bspline_flops``. The model runs once on
-    zeros of ``input_shape`` (its dtype and device), so its cost is one training step's.
+    them. Per kancore layer see ``c0_flops`` and ``bspline_flops``. The count runs on a "meta"
+    copy of the model (shapes only): nothing is computed or allocated, and the model and its
+    gradients are left as they are.
 
     Parameters
     ----------
@@ -466,19 +478,19 @@ def flops(model: nn.Module, input_shape: Sequence[int], backward: bool = True,
     if not shape or any(n < 1 for n in shape):
         raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}")
     _register_flop_formulas()
-    ref = next(model.parameters(), None)
-    x = torch.zeros(shape, dtype=input_dtype or (ref.dtype if ref is not None else torch.float32),
-                    device=ref.device if ref is not None else "cpu")
+    meta = _meta_copy(model)  # shapes only: no arithmetic, and the model's gradients stay as they are
+    ref = next(meta.parameters(), None)
+    x = torch.zeros(shape, dtype=input_dtype or (ref.dtype if ref is not None else torch.float32), device="meta")
     with FlopCounterMode(display=False) as forward_mode:
-        y = model(x)
+        y = meta(x)
     fwd = forward_mode.get_total_flops()
     by_module = {name: sum(ops.values()) for name, ops in forward_mode.get_flop_counts().items()}
     bwd = 0
-    if backward and isinstance(y, torch.Tensor) and y.requires_grad:
+    params = [p for p in meta.parameters() if p.requires_grad]
+    if backward and isinstance(y, torch.Tensor) and y.requires_grad and params:
         with FlopCounterMode(display=False) as backward_mode:
-            y.float().sum().backward()
+            torch.autograd.grad(y.float().sum(), params, allow_unused=True)
         bwd = backward_mode.get_total_flops()
-        model.zero_grad(set_to_none=True)
     return {"forward": fwd, "backward": bwd, "total": fwd + bwd, "by_module": by_module}
 
 

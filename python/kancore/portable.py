@@ -17,6 +17,29 @@ from typing import Optional, Tuple
 import torch
 
 
+def c0_segments(x: torch.Tensor, num_control_points: int, spline_width: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(k, t) of the C0 layer at x: the left control point (as a float tensor) and the offset
+    u - k, chosen exactly as the native kernel chooses them (kancore/c0_segment.hpp)."""
+    K = num_control_points
+    # Python scalars become constants of x's dtype: the native kernel's static_cast<T>(W / 2) etc.
+    u = ((x + spline_width / 2) * float(K - 1)) / float(spline_width)
+    # The native selects: NaN and -inf give k = 0, +inf and u >= K-2 give K-2 (never out of range).
+    last = torch.full_like(u, float(K - 2))
+    kf = torch.where(u >= 0, torch.where(u < last, torch.floor(u), last), torch.zeros_like(u))
+    return kf, u - kf
+
+
+def c0_edge_values(x: torch.Tensor, table: torch.Tensor, spline_width: float) -> torch.Tensor:
+    """(batch, in, out): every edge's value ``C[k] + t (C[k+1] - C[k])`` at x (batch, in), with
+    the native limits at ±inf. Materialises the whole tensor: for inspection, not for export."""
+    I, K, O = table.shape
+    kf, t = c0_segments(x, K, spline_width)
+    rows = torch.arange(I, device=x.device) * K + kf.to(torch.int64)
+    flat = table.reshape(I * K, O)
+    a, b = flat[rows], flat[rows + 1]
+    return torch.where(a == b, a, a + t.unsqueeze(-1) * (b - a))
+
+
 def c0_forward(x: torch.Tensor, table: torch.Tensor, spline_width: float,
                shape: Optional[Tuple[int, int, int]] = None) -> torch.Tensor:
     """y (batch, out) of the C0 layer with table (in, K, out) at x (batch, in). ``shape`` is the
@@ -28,12 +51,7 @@ def c0_forward(x: torch.Tensor, table: torch.Tensor, spline_width: float,
     ``[C | C[1:] - C[:-1]]``. Infinite inputs take the limits of the linear extension through a
     second, small product that counts the edges going to +inf and to -inf."""
     I, K, O = shape if shape is not None else tuple(int(n) for n in table.shape)
-    # Python scalars become constants of x's dtype: the native kernel's static_cast<T>(W / 2) etc.
-    u = ((x + spline_width / 2) * float(K - 1)) / float(spline_width)
-    # The native selects: NaN and -inf give k = 0, +inf and u >= K-2 give K-2 (never out of range).
-    last = torch.full_like(u, float(K - 2))
-    kf = torch.where(u >= 0, torch.where(u < last, torch.floor(u), last), torch.zeros_like(u))
-    t = u - kf  # NaN stays NaN (its row's outputs are NaN), ±inf handled below
+    kf, t = c0_segments(x, K, spline_width)  # NaN t stays NaN (its row's outputs are NaN), ±inf below
     up_inf = t == float("inf")
     down_inf = t == float("-inf")
     zero = torch.zeros_like(t)

@@ -41,25 +41,15 @@ _CHUNK_ELEMENTS = 1 << 23  # per-edge values held at once: batch chunk * in * ou
 def _edge_values(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
     """(batch, out, in): every edge's output at the layer input h (batch, in)."""
     if isinstance(layer, KANLinear):
-        base = layer.base_weight.unsqueeze(0) * torch.nn.functional.silu(h).unsqueeze(1)
+        base = layer.base_weight.unsqueeze(0) * layer.base_activation(h).unsqueeze(1)
         weight = layer.spline_weight
         if getattr(layer, "spline_scaler", None) is not None:
             weight = weight * layer.spline_scaler.unsqueeze(-1)
         basis = portable.bspline_basis(h, layer.grid, layer.spline_order)  # (batch, in, C)
         return base + torch.einsum("bic,oic->boi", basis, weight)
-    table = layer._table()  # (in, K, out)
     if layer.input_scale is not None:
         h = torch.addcmul(layer.input_offset, h, layer.input_scale)
-    I, K, O = table.shape
-    W = float(layer.spline_width)
-    u = ((h + W / 2) * float(K - 1)) / W
-    kf = torch.where(u >= 0, torch.where(u < K - 2, torch.floor(u), torch.full_like(u, K - 2)), torch.zeros_like(u))
-    t = (u - kf).unsqueeze(-1)
-    rows = torch.arange(I, device=h.device) * K + kf.to(torch.int64)
-    flat = table.reshape(I * K, O)
-    a, b = flat[rows], flat[rows + 1]  # (batch, in, out)
-    edge = torch.where(a == b, a, a + t * (b - a))  # the native kernel's formula and limits
-    return edge.transpose(1, 2)
+    return portable.c0_edge_values(h, layer._table(), float(layer.spline_width)).transpose(1, 2)
 
 
 def _check(model) -> None:

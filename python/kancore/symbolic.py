@@ -213,6 +213,12 @@ def suggest_symbolic(model: KAN, layer: int, i: int, o: int, x: torch.Tensor,
         made finite on the data are left out.
     """
     hx, hy = _edge_samples(model, layer, i, o, x)
+    return _rank(hx, hy, lib, complexity_weight, extra)
+
+
+def _rank(hx: np.ndarray, hy: np.ndarray, lib: Optional[Sequence[str]], complexity_weight: float,
+          extra: Optional[Mapping[str, Tuple[Callable, Callable, int]]] = None) -> List[SymbolicFit]:
+    """Every requested function fitted to the samples (hx, hy), best score first."""
     names = list(LIBRARY) if lib is None else list(lib)
     table = dict(LIBRARY)
     table.update(dict(extra or {}))
@@ -244,11 +250,17 @@ def auto_symbolic(model: KAN, x: torch.Tensor, lib: Optional[Sequence[str]] = No
     dict
         One fit per edge; check ``r2`` before trusting a formula built from them.
     """
+    if not isinstance(model, KAN):
+        raise TypeError(f"expected a kancore.KAN, got {type(model).__name__}")
     out = {}
-    for j, L in enumerate(model.layers):
-        for i in range(L.in_features):
-            for o in range(L.out_features):
-                out[(j, i, o)] = suggest_symbolic(model, j, i, o, x, lib, complexity_weight)[0]
+    with torch.no_grad():
+        inputs, _ = model.layer_inputs(x)  # once for all edges
+        for j, (L, h) in enumerate(zip(model.layers, inputs)):
+            values = _edge_values(L, h).double().cpu().numpy()  # (n, out, in), once per layer
+            hs = h.double().cpu().numpy()
+            for i in range(L.in_features):
+                for o in range(L.out_features):
+                    out[(j, i, o)] = _rank(hs[:, i], values[:, o, i], lib, complexity_weight)[0]
     return out
 
 

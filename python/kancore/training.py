@@ -673,13 +673,12 @@ class Trainer:
                     if scale != 1.0:
                         total = total * scale
                     total.backward()
-                    parts["data"], parts["reg"] = data.detach(), penalty
-                    parts["total"] = float(total.detach()) / scale
+                    parts["data"], parts["reg"], parts["total"] = data.detach(), penalty, total.detach()
                     return total
 
                 if self.optimizer_name == "lbfgs":
                     self.optimizer.step(closure)
-                    self._lbfgs_last = parts.get("total")
+                    self._lbfgs_last = float(parts["total"]) / scale  # once per step, not per evaluation
                 else:
                     closure()
                     if self.grad_clip is not None:

@@ -55,3 +55,15 @@ def test_bad_input_shapes_are_refused():
             kancore.flops(kan, bad)
     with pytest.raises(ValueError, match="target_flops"):
         kancore.mlp_with_same_flops([3, 2], 0)
+
+
+def test_counting_leaves_the_model_and_its_gradients_alone():
+    model = kancore.KAN([3, 4, 2])
+    x = torch.randn(5, 3)
+    model(x).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    kancore.flops(model, (5, 3))
+    kancore.memory_estimate(model, 5, input_shape=(3,))
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), grads))
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())

@@ -162,7 +162,7 @@ class Network {
   // domain when it has one), every B-spline layer to new_size intervals (bspline::refine),
   // keeping the function (exactly when the new size refines the old one: see the two refine
   // functions). The refined tensors change shape (tensor views and an Adam built on the
-  // network go stale: call Adam::resync); nothing changes when it throws.
+  // network go stale: build a new Adam); nothing changes when it throws.
   void refine(std::int64_t new_size);
 
   // Typed conveniences: throw std::invalid_argument when T is not dtype().

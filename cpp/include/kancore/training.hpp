@@ -51,16 +51,12 @@ class Adam {
   std::int64_t steps() const { return t_; }
   const AdamOptions& options() const { return opt_; }
   void set_lr(double lr, double lr_spline = -1.0);
-  // After Network::refine: tensors whose size changed get fresh moments and their own bias
-  // correction restarts (torch keeps a step count per parameter); the others keep theirs.
-  void resync();
 
  private:
   Network* net_;
   AdamOptions opt_;
   std::int64_t t_ = 0;
   std::vector<std::vector<double>> m_, v_;  // per trainable tensor, in tensors() order
-  std::vector<std::int64_t> t_per_;         // steps taken by each tensor's moments
 };
 
 // ---- fit --------------------------------------------------------------------------------------
