@@ -59,6 +59,16 @@ std::string config_json(const NetworkConfig& c) {
            ", \"grid_size\": " + std::to_string(l.grid_size) +
            ", \"spline_order\": " + std::to_string(l.spline_order) + "}";
     }
+    if (!l.symbolic.empty()) {  // format version 2
+      s.pop_back();
+      s += ", \"symbolic\": [";
+      for (std::size_t r = 0; r < l.symbolic.size(); ++r) {
+        const SymbolicEdge& e = l.symbolic[r];
+        s += (r ? ", " : "") + std::string("{\"in\": ") + std::to_string(e.in) + ", \"out\": " +
+             std::to_string(e.out) + ", \"function\": " + json::quote(e.function) + "}";
+      }
+      s += "]}";
+    }
   }
   return s + "]}";
 }
@@ -131,7 +141,7 @@ const json::Value& get(const json::Value& o, const char* key, const std::string&
   return *v;
 }
 
-NetworkConfig read_config(const std::string& text) {
+NetworkConfig read_config(const std::string& text, int version) {
   json::Limits lim;
   lim.max_depth = 8;
   lim.max_elements = 1u << 18;
@@ -166,6 +176,15 @@ NetworkConfig read_config(const std::string& text) {
     } else {
       bad(at + "unknown kind \"" + kind + "\" (expected c0 or bspline)");
     }
+    if (const json::Value* sym = L.find("symbolic")) {
+      if (version < 2) bad(at + "symbolic edges need format_version \"2\", the file says \"1\"");
+      if (!sym->is(json::Value::Type::array)) bad(at + "expected \"symbolic\" to be an array");
+      for (const json::Value& e : sym->items) {
+        if (!e.is(json::Value::Type::object)) bad(at + "expected each symbolic edge to be an object");
+        l.symbolic.push_back({get_int(e, "in", at + "symbolic edge: "), get_int(e, "out", at + "symbolic edge: "),
+                              json::as_string(get(e, "function", at + "symbolic edge: "), "symbolic function")});
+      }
+    }
     cfg.layers.push_back(l);
   }
   try {
@@ -196,6 +215,7 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected_tensors(
       out.push_back({p + "spline_weight", {O, I, G + k}});
       out.push_back({p + "spline_scaler", {O, I}});
     }
+    if (!l.symbolic.empty()) out.push_back({p + "symbolic_affine", {static_cast<std::int64_t>(l.symbolic.size()), 4}});
   }
   if (c.layernorm) {
     for (std::size_t j = 0; j + 1 < c.layers.size(); ++j) {
@@ -255,7 +275,10 @@ std::string serialize(const Network& net_const) {
   Network& net = const_cast<Network&>(net_const);
   const auto views = net.tensors();
   const NetworkConfig& cfg = net.config();
-  std::string header = "{\"__metadata__\": {\"format\": \"kancore.network\", \"format_version\": \"1\", \"config\": " +
+  // Version 2 adds symbolic edges; a file without them stays version 1, readable by older readers.
+  const bool symbolic = std::any_of(cfg.layers.begin(), cfg.layers.end(), [](const LayerConfig& l) { return !l.symbolic.empty(); });
+  std::string header = std::string("{\"__metadata__\": {\"format\": \"kancore.network\", \"format_version\": \"") +
+                       (symbolic ? "2" : "1") + "\", \"config\": " +
                        json::quote(config_json(cfg)) + "}";
   std::uint64_t offset = 0;
   for (const auto& v : views) {
@@ -342,14 +365,14 @@ Network deserialize(const void* data, std::size_t size) {
     }
   }
   const json::Value* ver = meta->find("format_version");
-  if (!ver || ver->text != "1") {
-    bad("expected format_version \"1\", got " + (ver ? "\"" + ver->text + "\"" : std::string("none")));
+  if (!ver || (ver->text != "1" && ver->text != "2")) {
+    bad("expected format_version \"1\" or \"2\", got " + (ver ? "\"" + ver->text + "\"" : std::string("none")));
   }
   const json::Value* cfg_text = meta->find("config");
   if (!cfg_text) bad("missing __metadata__ config");
   NetworkConfig cfg;
   try {
-    cfg = read_config(cfg_text->text);
+    cfg = read_config(cfg_text->text, ver->text == "2" ? 2 : 1);
   } catch (const std::invalid_argument& e) {
     const std::string what = e.what();
     if (what.rfind("kancore: model file:", 0) == 0) throw;

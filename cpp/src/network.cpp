@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -19,11 +20,17 @@
 #include "kancore/c0_layer.hpp"
 #include "kancore/regularizers.hpp"
 #include "rng.hpp"
+#include "symbolic_edges.hpp"
 #include "threads.hpp"
 
 namespace kancore {
 
 using dispatch::fail;
+
+const std::vector<std::string>& symbolic_functions() {
+  static const std::vector<std::string> names(std::begin(symbolic::kNames), std::end(symbolic::kNames));
+  return names;
+}
 
 LayerConfig LayerConfig::c0(std::int64_t in, std::int64_t out, std::int64_t K, double W) {
   LayerConfig l;
@@ -84,6 +91,19 @@ void validate(const NetworkConfig& c) {
     } catch (const std::invalid_argument& e) {
       fail(at + e.what());
     }
+    std::set<std::pair<std::int64_t, std::int64_t>> seen;
+    for (std::size_t r = 0; r < l.symbolic.size(); ++r) {
+      const SymbolicEdge& e = l.symbolic[r];
+      if (symbolic::index_of(e.function) < 0) {
+        fail(at + "unknown symbolic function \"" + e.function + "\" (see kancore::symbolic_functions())");
+      }
+      if (e.in < 0 || e.in >= l.in_features || e.out < 0 || e.out >= l.out_features) {
+        fail(at + "symbolic edge (" + std::to_string(e.in) + ", " + std::to_string(e.out) + ") is outside the layer");
+      }
+      if (!seen.insert({e.in, e.out}).second) {
+        fail(at + "symbolic edge (" + std::to_string(e.in) + ", " + std::to_string(e.out) + ") is fixed twice");
+      }
+    }
     if (j > 0 && c.layers[j - 1].out_features != l.in_features) {
       fail(at + "expected in_features " + std::to_string(c.layers[j - 1].out_features) +
            " (the previous layer's out_features), got " + std::to_string(l.in_features));
@@ -130,8 +150,10 @@ struct Tensor {
 
 // Indices into Impl::t. C0: a = kan_weight, b = input_scale, c = input_offset.
 // B-spline: a = grid, b = base_weight, c = spline_weight, d = spline_scaler.
+// e = symbolic_affine when the layer has symbolic edges, else kNone.
+constexpr std::size_t kNone = static_cast<std::size_t>(-1);
 struct LayerSlots {
-  std::size_t a = 0, b = 0, c = 0, d = 0;
+  std::size_t a = 0, b = 0, c = 0, d = 0, e = kNone;
 };
 
 // Activations kept by forward_train for backward.
@@ -139,6 +161,7 @@ template <class T>
 struct Cache {
   std::int64_t batch = -1;
   std::vector<Buffer<T>> input;  // what each layer's kernel saw (after the C0 affine)
+  std::vector<Buffer<T>> raw;    // a layer's own input, kept for layers with symbolic edges
   std::vector<Buffer<T>> xhat;   // normalised pre-LayerNorm outputs
   std::vector<Buffer<T>> rstd;   // 1 / sqrt(var + eps) per row
 };
@@ -216,6 +239,13 @@ class Engine final : public Network::Impl {
         for (auto& v : t[s.c].value) v = static_cast<T>((rng.uniform() - 0.5) * l.scale_noise / G);
         std::fill(t[s.d].value.begin(), t[s.d].value.end(), T(1));
       }
+      if (!l.symbolic.empty()) {  // rows (a, b, c, d) = (1, 1, 0, 0): f(h) itself
+        s.e = add(p + "symbolic_affine", {static_cast<std::int64_t>(l.symbolic.size()), 4}, ParamGroup::other);
+        for (std::size_t r = 0; r < l.symbolic.size(); ++r) {
+          t[s.e].value[4 * r] = T(1);
+          t[s.e].value[4 * r + 1] = T(1);
+        }
+      }
       slots.push_back(s);
     }
     if (cfg.layernorm) {
@@ -245,6 +275,7 @@ class Engine final : public Network::Impl {
       } else {
         for (std::size_t k : {s.a, s.b, s.c, s.d}) out.push_back(view(k));
       }
+      if (s.e != kNone) out.push_back(view(s.e));
     }
     for (auto [w, b] : norms) {
       out.push_back(view(w));
@@ -279,11 +310,13 @@ class Engine final : public Network::Impl {
       }
       const LayerSlots& s = slots[jj];
       const T* in = cache.input[jj].data();
+      Buffer<T> m1, m2;  // the numeric parameters with the symbolic edges zeroed
       if (l.kind == LayerKind::c0) {
         const c0::Shape sh{B, I, O, l.num_control_points, l.spline_width};
         auto ws = workspace_for<T>(c0::backward_workspace_bytes(sh, dtype_of<T>::value, c0::Impl::gather));
-        c0::backward<T>(sh, c0::Impl::gather, in, t[s.a].value.data(), g.data(), gxp, t[s.a].grad.data(),
+        c0::backward<T>(sh, c0::Impl::gather, in, numeric(jj, s.a, m1), g.data(), gxp, t[s.a].grad.data(),
                         ws.data(), ws.size() * sizeof(T));
+        zero_edges(jj, s.a, t[s.a].grad.data());
         if (gxp && l.fitted_domain) {
           const T* sc = t[s.b].value.data();
           for (std::int64_t b = 0; b < B; ++b)
@@ -292,11 +325,13 @@ class Engine final : public Network::Impl {
       } else {
         const bspline::Shape sh{B, I, O, l.grid_size, l.spline_order};
         auto ws = workspace_for<T>(bspline::backward_workspace_bytes(sh, dtype_of<T>::value));
-        const bspline::Params p{t[s.a].value.data(), t[s.b].value.data(), t[s.c].value.data(),
+        const bspline::Params p{t[s.a].value.data(), numeric(jj, s.b, m1), numeric(jj, s.c, m2),
                                 t[s.d].value.data()};
         const bspline::Grads gr{gxp, t[s.b].grad.data(), t[s.c].grad.data(), t[s.d].grad.data()};
         bspline::backward(sh, dtype_of<T>::value, in, p, g.data(), gr, ws.data(), ws.size() * sizeof(T));
+        for (std::size_t k : {s.b, s.c, s.d}) zero_edges(jj, k, t[k].grad.data());
       }
+      if (s.e != kNone) symbolic_backward(jj, B, cache.raw[jj].data(), g.data(), gxp);
       if (jj > 0) g.swap(gx);
     }
   }
@@ -312,16 +347,17 @@ class Engine final : public Network::Impl {
       const LayerConfig& l = cfg.layers[j];
       const LayerSlots& s = slots[j];
       const std::size_t w = (l.kind == LayerKind::c0) ? s.a : s.c;
-      Buffer<T> tmp(add_to_grad ? t[w].value.size() : 0);
+      Buffer<T> tmp(add_to_grad ? t[w].value.size() : 0), masked;
       void* gp = add_to_grad ? tmp.data() : nullptr;
+      const T* v = numeric(j, w, masked);  // symbolic edges are not regularised
       if (l.kind == LayerKind::c0) {
-        total += reg::smoothness(dt, t[w].value.data(), l.in_features, l.num_control_points,
-                                 l.out_features, gp);
+        total += reg::smoothness(dt, v, l.in_features, l.num_control_points, l.out_features, gp);
       } else {
-        total += reg::coefficient_l1_entropy(dt, t[w].value.data(), l.out_features * l.in_features,
+        total += reg::coefficient_l1_entropy(dt, v, l.out_features * l.in_features,
                                              l.grid_size + l.spline_order, 1.0, 1.0, gp);
       }
       if (add_to_grad) {
+        zero_edges(j, w, tmp.data());
         for (std::size_t e = 0; e < tmp.size(); ++e) t[w].grad[e] += static_cast<T>(weight * tmp[e]);
       }
     }
@@ -421,6 +457,20 @@ class Engine final : public Network::Impl {
           }
         }
       }
+      if (s.e != kNone) {  // a symbolic edge counts with its function, not its (unused) spline
+        const T* p = t[s.e].value.data();
+        for (std::size_t r = 0; r < l.symbolic.size(); ++r) {
+          const SymbolicEdge& e = l.symbolic[r];
+          const int f = symbolic::index_of(e.function);
+          sum[e.out * I + e.in] = 0;
+          count[e.out * I + e.in] = 0;
+          for (std::int64_t b = 0; b < B; ++b) {
+            double v = 0, dv = 0;
+            symbolic::eval(f, static_cast<double>(p[4 * r + 1]) * h[b * I + e.in] + p[4 * r + 2], v, dv);
+            add(e.out, e.in, static_cast<double>(p[4 * r]) * v + p[4 * r + 3]);
+          }
+        }
+      }
       for (std::size_t e = 0; e < sum.size(); ++e) sum[e] = count[e] ? std::sqrt(sum[e] / count[e]) : 0.0;
       out.push_back(std::move(sum));
       if (j + 1 < slots.size()) {
@@ -502,14 +552,90 @@ class Engine final : public Network::Impl {
     } else {
       in.assign(h, h + B * I);
     }
+    Buffer<T> m1, m2;  // the numeric parameters with the symbolic edges zeroed
     if (l.kind == LayerKind::c0) {
       const c0::Shape sh{B, I, l.out_features, l.num_control_points, l.spline_width};
-      c0::forward<T>(sh, c0::Impl::gather, kin, t[s.a].value.data(), y);
+      c0::forward<T>(sh, c0::Impl::gather, kin, numeric(j, s.a, m1), y);
     } else {
       const bspline::Shape sh{B, I, l.out_features, l.grid_size, l.spline_order};
       auto ws = workspace_for<T>(bspline::forward_workspace_bytes(sh, dtype_of<T>::value));
-      bspline::forward<T>(sh, kin, t[s.a].value.data(), t[s.b].value.data(), t[s.c].value.data(),
+      bspline::forward<T>(sh, kin, t[s.a].value.data(), numeric(j, s.b, m1), numeric(j, s.c, m2),
                           t[s.d].value.data(), y, ws.data(), ws.size() * sizeof(T));
+    }
+    if (s.e != kNone) symbolic_forward(j, B, h, y);
+  }
+
+  // Sets the entries of layer j's symbolic edges to zero in `data`, shaped like tensor `slot`
+  // (C0 kan_weight (I, K, O); B-spline base_weight / spline_scaler (O, I), spline_weight (O, I, C)).
+  void zero_edges(std::size_t j, std::size_t slot, T* data) const {
+    const LayerConfig& l = cfg.layers[j];
+    const LayerSlots& s = slots[j];
+    const std::int64_t I = l.in_features, O = l.out_features;
+    for (const SymbolicEdge& e : l.symbolic) {
+      if (l.kind == LayerKind::c0 && slot == s.a) {
+        for (std::int64_t k = 0; k < l.num_control_points; ++k) data[(e.in * l.num_control_points + k) * O + e.out] = T(0);
+      } else if (slot == s.c && l.kind == LayerKind::bspline) {
+        const std::int64_t C = l.grid_size + l.spline_order;
+        std::fill(data + (e.out * I + e.in) * C, data + (e.out * I + e.in + 1) * C, T(0));
+      } else {
+        data[e.out * I + e.in] = T(0);
+      }
+    }
+  }
+
+  // Tensor `slot` of layer j as the numeric edges use it: itself, or (with symbolic edges) a
+  // copy in `scratch` with those edges zeroed.
+  const T* numeric(std::size_t j, std::size_t slot, Buffer<T>& scratch) const {
+    if (slots[j].e == kNone) return t[slot].value.data();
+    scratch.assign(t[slot].value.begin(), t[slot].value.end());
+    zero_edges(j, slot, scratch.data());
+    return scratch.data();
+  }
+
+  // y (B, O) += every symbolic edge of layer j: a * f(b * h[:, in] + c) + d, h its raw input.
+  void symbolic_forward(std::size_t j, std::int64_t B, const T* h, T* y) const {
+    const LayerConfig& l = cfg.layers[j];
+    const std::int64_t I = l.in_features, O = l.out_features;
+    const T* p = t[slots[j].e].value.data();
+    for (std::size_t r = 0; r < l.symbolic.size(); ++r) {
+      const SymbolicEdge& e = l.symbolic[r];
+      const int f = symbolic::index_of(e.function);
+      const double a = p[4 * r], b = p[4 * r + 1], c = p[4 * r + 2], d = p[4 * r + 3];
+      for (std::int64_t n = 0; n < B; ++n) {
+        double v = 0, dv = 0;
+        symbolic::eval(f, b * h[n * I + e.in] + c, v, dv);
+        y[n * O + e.out] = static_cast<T>(y[n * O + e.out] + (a * v + d));
+      }
+    }
+  }
+
+  // The symbolic edges' part of layer j's backward: writes the grad of symbolic_affine and adds
+  // to gx (B, I) (the gradient at the raw input h) when not null.
+  void symbolic_backward(std::size_t j, std::int64_t B, const T* h, const T* g, T* gx) {
+    const LayerConfig& l = cfg.layers[j];
+    const std::int64_t I = l.in_features, O = l.out_features;
+    const T* p = t[slots[j].e].value.data();
+    T* gp = t[slots[j].e].grad.data();
+    for (std::size_t r = 0; r < l.symbolic.size(); ++r) {
+      const SymbolicEdge& e = l.symbolic[r];
+      const int f = symbolic::index_of(e.function);
+      const double a = p[4 * r], b = p[4 * r + 1], c = p[4 * r + 2];
+      double ga = 0, gb = 0, gc = 0, gd = 0;
+      for (std::int64_t n = 0; n < B; ++n) {
+        const double x = h[n * I + e.in], gy = g[n * O + e.out];
+        double v = 0, dv = 0;
+        symbolic::eval(f, b * x + c, v, dv);
+        const double gu = gy * a * dv;
+        ga += gy * v;
+        gb += gu * x;
+        gc += gu;
+        gd += gy;
+        if (gx) gx[n * I + e.in] = static_cast<T>(gx[n * I + e.in] + gu * b);
+      }
+      gp[4 * r] = static_cast<T>(ga);
+      gp[4 * r + 1] = static_cast<T>(gb);
+      gp[4 * r + 2] = static_cast<T>(gc);
+      gp[4 * r + 3] = static_cast<T>(gd);
     }
   }
 
@@ -574,6 +700,7 @@ class Engine final : public Network::Impl {
     if (c) {
       c->batch = -1;
       c->input.resize(n);
+      c->raw.resize(n);
       c->xhat.resize(n);
       c->rstd.resize(n);
     }
@@ -586,6 +713,7 @@ class Engine final : public Network::Impl {
         next.assign(static_cast<std::size_t>(B * O), T(0));
         dst = next.data();
       }
+      if (c && slots[j].e != kNone) c->raw[j].assign(cur, cur + B * cfg.layers[j].in_features);
       layer_forward(j, B, cur, dst, c ? c->input[j] : scratch);
       if (j + 1 < n) {
         if (cfg.layernorm) norm_forward(j, B, dst, c);
@@ -708,18 +836,29 @@ Network Network::prune_nodes(const std::vector<std::vector<std::int64_t>>& keep)
       }
     }
   }
-  NetworkConfig cfg = old;
-  for (std::size_t j = 0; j < L; ++j) {
-    if (j > 0) cfg.layers[j].in_features = static_cast<std::int64_t>(keep[j - 1].size());
-    if (j + 1 < L) cfg.layers[j].out_features = static_cast<std::int64_t>(keep[j].size());
-  }
-  Network out(cfg);
-  Network& self = const_cast<Network&>(*this);  // tensors() is non-const; nothing is written
   auto all = [](std::int64_t n) {
     std::vector<std::int64_t> v(static_cast<std::size_t>(n));
     std::iota(v.begin(), v.end(), 0);
     return v;
   };
+  auto position = [](const std::vector<std::int64_t>& v, std::int64_t x) -> std::int64_t {
+    auto it = std::find(v.begin(), v.end(), x);
+    return it == v.end() ? -1 : static_cast<std::int64_t>(it - v.begin());
+  };
+  NetworkConfig cfg = old;
+  for (std::size_t j = 0; j < L; ++j) {
+    const auto ins = j > 0 ? keep[j - 1] : all(old.layers[j].in_features);
+    const auto outs = j + 1 < L ? keep[j] : all(old.layers[j].out_features);
+    cfg.layers[j].in_features = static_cast<std::int64_t>(ins.size());
+    cfg.layers[j].out_features = static_cast<std::int64_t>(outs.size());
+    cfg.layers[j].symbolic.clear();  // the kept symbolic edges, renumbered
+    for (const SymbolicEdge& e : old.layers[j].symbolic) {
+      const std::int64_t i = position(ins, e.in), o = position(outs, e.out);
+      if (i >= 0 && o >= 0) cfg.layers[j].symbolic.push_back({i, o, e.function});
+    }
+  }
+  Network out(cfg);
+  Network& self = const_cast<Network&>(*this);  // tensors() is non-const; nothing is written
   const std::size_t elem = old.dtype == DType::float64 ? 8 : 4;
   for (std::size_t j = 0; j < L; ++j) {
     const LayerConfig& l = old.layers[j];
@@ -754,7 +893,94 @@ Network Network::prune_nodes(const std::vector<std::vector<std::int64_t>>& keep)
       copy3("spline_scaler", one, outs, ins, l.out_features, l.in_features);
     }
   }
+  copy_symbolic_affine(self, out, keep);
   return out;
+}
+
+namespace {
+// Every tensor of `to` but the symbolic affines from the same-named tensor of `from` (same
+// shapes: the caller changed only symbolic edges).
+void copy_tensors(Network& from, Network& to) {
+  for (TensorView& v : to.tensors()) {
+    if (std::string_view(v.name).ends_with(".symbolic_affine")) continue;
+    const TensorView src = from.tensor(v.name);
+    std::memcpy(v.data, src.data, static_cast<std::size_t>(v.numel()) * (v.dtype == DType::float64 ? 8 : 4));
+  }
+}
+}  // namespace
+
+// The rows (a, b, c, d) of every symbolic edge of `to` from the same edge of `from`; keep[j] maps
+// layer j's outputs of `to` to those of `from` (empty: the same numbering).
+void Network::copy_symbolic_affine(Network& from, Network& to, const std::vector<std::vector<std::int64_t>>& keep) {
+  const NetworkConfig& fc = from.config();
+  const NetworkConfig& tc = to.config();
+  const std::size_t elem = fc.dtype == DType::float64 ? 8 : 4;
+  for (std::size_t j = 0; j < tc.layers.size(); ++j) {
+    if (tc.layers[j].symbolic.empty() || fc.layers[j].symbolic.empty()) continue;
+    const std::string name = "layers." + std::to_string(j) + ".symbolic_affine";
+    const TensorView dst = to.tensor(name);
+    const TensorView src = from.tensor(name);
+    auto map = [&](std::size_t layer, std::int64_t v) {
+      return keep.empty() || layer >= keep.size() ? v : keep[layer][static_cast<std::size_t>(v)];
+    };
+    for (std::size_t r = 0; r < tc.layers[j].symbolic.size(); ++r) {
+      const SymbolicEdge& e = tc.layers[j].symbolic[r];
+      const std::int64_t in = j > 0 ? map(j - 1, e.in) : e.in, out = map(j, e.out);
+      const auto& old = fc.layers[j].symbolic;
+      for (std::size_t q = 0; q < old.size(); ++q) {
+        if (old[q].in == in && old[q].out == out) {
+          std::memcpy(static_cast<char*>(dst.data) + 4 * elem * r, static_cast<const char*>(src.data) + 4 * elem * q,
+                      4 * elem);
+        }
+      }
+    }
+  }
+}
+
+void Network::fix_symbolic(std::size_t layer, std::int64_t i, std::int64_t o, std::string_view function, double a,
+                           double b, double c, double d) {
+  const NetworkConfig& old = impl_->cfg;
+  if (layer >= old.layers.size()) {
+    fail("fix_symbolic: expected a layer index below " + std::to_string(old.layers.size()) + ", got " +
+         std::to_string(layer));
+  }
+  if (!(std::isfinite(a) && std::isfinite(b) && std::isfinite(c) && std::isfinite(d))) {
+    fail("fix_symbolic: expected finite a, b, c, d");
+  }
+  NetworkConfig cfg = old;
+  auto& edges = cfg.layers[layer].symbolic;
+  std::size_t row = edges.size();
+  for (std::size_t r = 0; r < edges.size(); ++r)
+    if (edges[r].in == i && edges[r].out == o) row = r;
+  if (row == edges.size()) edges.push_back({i, o, std::string(function)});
+  edges[row].function = std::string(function);
+  Network next(cfg);  // validates the edge and the function name
+  copy_tensors(*this, next);
+  copy_symbolic_affine(*this, next, {});
+  const TensorView affine = next.tensor("layers." + std::to_string(layer) + ".symbolic_affine");
+  const double values[4] = {a, b, c, d};
+  for (int k = 0; k < 4; ++k) {
+    if (cfg.dtype == DType::float64) static_cast<double*>(affine.data)[4 * row + k] = values[k];
+    else static_cast<float*>(affine.data)[4 * row + k] = static_cast<float>(values[k]);
+  }
+  *this = std::move(next);
+}
+
+bool Network::unfix_symbolic(std::size_t layer, std::int64_t i, std::int64_t o) {
+  if (layer >= impl_->cfg.layers.size()) {
+    fail("unfix_symbolic: expected a layer index below " + std::to_string(impl_->cfg.layers.size()) + ", got " +
+         std::to_string(layer));
+  }
+  NetworkConfig cfg = impl_->cfg;
+  auto& edges = cfg.layers[layer].symbolic;
+  const auto it = std::find_if(edges.begin(), edges.end(), [&](const SymbolicEdge& e) { return e.in == i && e.out == o; });
+  if (it == edges.end()) return false;
+  edges.erase(it);
+  Network next(cfg);
+  copy_tensors(*this, next);
+  copy_symbolic_affine(*this, next, {});
+  *this = std::move(next);
+  return true;
 }
 
 void Network::refine(std::int64_t new_size) {

@@ -44,12 +44,12 @@ _TORCH_NAMES = {"KANLayer": "kan_layer", "C0GridReport": "kan_layer",
                 "mlp_with_same_flops": "inspection", "flops": "inspection", "fit_to_memory": "inspection",
                 "edge_importance": "pruning", "prune": "pruning", "prune_edges": "pruning",
                 "prune_nodes": "pruning", "suggest_symbolic": "symbolic", "auto_symbolic": "symbolic",
-                "symbolic_formula": "symbolic"}
+                "symbolic_formula": "symbolic", "fix_symbolic": "symbolic", "unfix_symbolic": "symbolic"}
 
 __all__ = ["KANLayer", "KANLinear", "KAN", "C0GridReport", "GridUpdateReport", "NumpyKAN", "save", "load",
            "fit", "Trainer", "create_dataset", "count_parameters", "memory_estimate",
            "mlp_with_same_parameters", "mlp_with_same_flops", "flops", "fit_to_memory", "plot_network", "edge_importance", "prune", "prune_edges", "prune_nodes",
-           "suggest_symbolic", "auto_symbolic", "symbolic_formula",
+           "suggest_symbolic", "auto_symbolic", "fix_symbolic", "unfix_symbolic", "symbolic_formula",
            "functional", "nn", "built_with_cuda", "get_num_threads",
            "set_num_threads", "register_torch_ops", "__version__"]
 

@@ -46,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import _ops, portable
+from .symbolic_edges import SymbolicLayerMixin
 
 _torch_ops = _ops.torch_ops()  # registers the kancore:: custom ops
 
@@ -82,7 +83,7 @@ def dct_matrix(K: int) -> torch.Tensor:
     return M
 
 
-class KANLayer(nn.Module):
+class KANLayer(SymbolicLayerMixin, nn.Module):
     """A KAN layer whose edges are piecewise-linear splines on ``num_control_points`` uniform
     control points spanning ``[-spline_width/2, spline_width/2]``, extended linearly outside.
 
@@ -172,6 +173,7 @@ class KANLayer(nn.Module):
         self.impl = impl
         self.check_finite = False
         self.deterministic = False  # CUDA: fixed-order reduction for the control-point gradient
+        self.symbolic = None  # a SymbolicEdges once an edge is fixed (fix_symbolic)
 
         K = num_control_points
         self.register_buffer("local_bias", torch.arange(K, device=device).view(1, -1, 1))
@@ -230,6 +232,16 @@ class KANLayer(nn.Module):
         left = rev(self.l_weight * k) - k * rev(self.l_weight)
         return right + left
 
+    def _symbolic_reference(self) -> torch.Tensor:
+        return getattr(self, {"B-spline": "kan_weight", "DCT": "dct_weight"}.get(self.variant, "r_weight"))
+
+    def _numeric_table(self) -> torch.Tensor:
+        """The table the numeric edges use: ``_table()`` with the fixed (symbolic) edges zeroed."""
+        table = self._table()
+        if self._symbolic_active():
+            table = table * self.symbolic.numeric_mask.unsqueeze(1)
+        return table
+
     def get_interp_tensor(self) -> torch.Tensor:
         """The control-point table as ``(in_features * num_control_points, out_features)``; row
         ``i * K + k`` holds the values of edges ``i -> *`` at control point ``k`` (kanditioned's
@@ -252,13 +264,14 @@ class KANLayer(nn.Module):
         torch.Tensor
             ``(..., out_features)``.
         """
-        table = self._table()
+        table = self._numeric_table()
         x = _ops.autocast_input(x, table.dtype)
         if not torch.jit.is_tracing():  # a trace (TorchScript, ONNX) would freeze these shape tests
             _torch_ops.check_operands(x, table)  # the op re-checks impl and operands itself
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise ValueError("KANLayer input contains NaN or ±inf (check_finite=True)")
         lead = x.shape[:-1]
+        raw = x.reshape(-1, self.in_features)
         if self.input_scale is not None:
             x = torch.addcmul(self.input_offset, x, self.input_scale)
         if torch.onnx.is_in_onnx_export():  # standard operators only (kancore/portable.py)
@@ -267,6 +280,8 @@ class KANLayer(nn.Module):
         else:
             y = _torch_ops.c0_forward(x.reshape(-1, self.in_features), table, float(self.spline_width), self.impl,
                                       bool(self.deterministic), _ops.matmul_precision(x, table.dtype))
+        if self._symbolic_active():  # fixed edges read the raw input, before the input affine
+            y = y + self.symbolic(raw)
         # A batch of rows returns the op's own tensor, not a view of it (FSDP warns on views).
         return y if len(lead) == 1 else y.reshape(*lead, self.out_features)
 
@@ -288,7 +303,7 @@ class KANLayer(nn.Module):
         """Mean over edges of sum_k (C[k+1] - 2 C[k] + C[k-1])^2 on the control points (native,
         with its gradient). With variant="DCT" its gradient reaches the DCT coefficients, where
         the penalty is nearly diagonal (well conditioned)."""
-        table = self._table()
+        table = self._numeric_table()
         value, _ = _ops.torch_bspline_ops().smoothness(table, self.in_features, self.num_control_points, self.out_features)
         return value
 
@@ -418,6 +433,7 @@ class KANLayer(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
+        self._prepare_symbolic_load(state_dict, prefix)
         # A saved layer may have another K (refine/update_grid) or a fitted input affine: take
         # the shapes from the state_dict so such checkpoints load into a freshly built layer.
         name = {"B-spline": "kan_weight", "DCT": "dct_weight"}.get(self.variant, "r_weight")
@@ -480,7 +496,7 @@ class KANLayer(nn.Module):
         ys = np.empty((I, O, n))
         for i in range(I):
             ys[i] = ((1 - f[i])[:, None] * table[i, k[i]] + f[i][:, None] * table[i, k[i] + 1]).T
-        return xs, ys
+        return self._overlay_symbolic(xs, ys)
 
     @torch.no_grad()
     def control_point_inputs(self) -> np.ndarray:
@@ -591,7 +607,7 @@ class KANLayer(nn.Module):
             return self._edge_scale(x, 1.0, 0.0, 0.0, 0.0)[1]
 
     def _edge_scale(self, x, *lambs):
-        table = self._table()
+        table = self._numeric_table()
         x = _ops.autocast_input(x, table.dtype)
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"expected x of shape (..., {self.in_features}), got {tuple(x.shape)}")

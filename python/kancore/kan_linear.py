@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import _ops, portable
+from .symbolic_edges import SymbolicLayerMixin
 
 _ops_bs = _ops.torch_bspline_ops()  # registers the kancore:: B-spline and loss ops
 
@@ -84,7 +85,7 @@ def skip_initialisation() -> Iterator[None]:
         _SKIP_INIT.on = previous
 
 
-class KANLinear(nn.Module):
+class KANLinear(SymbolicLayerMixin, nn.Module):
     """A B-spline KAN layer (efficient-kan's ``KANLinear``). Input ``(..., in_features)``,
     output ``(..., out_features)``; the math: docs/layer_math.md.
 
@@ -144,6 +145,7 @@ class KANLinear(nn.Module):
         self.grid_eps = float(grid_eps)
         self.grid_range = tuple(float(v) for v in grid_range)
         self.base_activation = base_activation() if isinstance(base_activation, type) else base_activation
+        self.symbolic = None  # a SymbolicEdges once an edge is fixed (fix_symbolic)
 
         C = self.grid_size + self.spline_order
         self.register_buffer("grid", uniform_grid(self.in_features, self.grid_size, self.spline_order,
@@ -191,12 +193,23 @@ class KANLinear(nn.Module):
             return self.spline_weight * self.spline_scaler.unsqueeze(-1)
         return self.spline_weight
 
+    def _symbolic_reference(self) -> torch.Tensor:
+        return self.spline_weight
+
+    def _numeric_weights(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(base_weight, spline_weight) with the fixed (symbolic) edges zeroed."""
+        if not self._symbolic_active():
+            return self.base_weight, self.spline_weight
+        mask = self.symbolic.numeric_mask.t()  # (out, in)
+        return self.base_weight * mask, self.spline_weight * mask.unsqueeze(-1)
+
     def _native_base(self) -> bool:
         return type(self.base_activation) is torch.nn.SiLU
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The CUDA kernels trust the knots (no per-call host check): reject bad ones on load.
         grid = state_dict.get(prefix + "grid")
+        self._prepare_symbolic_load(state_dict, prefix)
         if isinstance(grid, torch.Tensor) and grid.dim() == 2 and grid.numel() > 0:
             g = grid.detach()
             if not bool(torch.isfinite(g).all()) or bool((g[:, 1:] < g[:, :-1]).any()):
@@ -224,14 +237,17 @@ class KANLinear(nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         scaler = self.spline_scaler if self.enable_standalone_scale_spline else None
+        base_weight, spline_weight = self._numeric_weights()
         if torch.onnx.is_in_onnx_export():  # standard operators only (kancore/portable.py)
-            y = portable.bspline_forward(x2, self.grid, None, self.spline_weight, scaler, self.spline_order)
-            y = y + F.linear(self.base_activation(x2), self.base_weight)
+            y = portable.bspline_forward(x2, self.grid, None, spline_weight, scaler, self.spline_order)
+            y = y + F.linear(self.base_activation(x2), base_weight)
         elif self._native_base():
-            y = _ops_bs.bspline_forward(x2, self.grid, self.base_weight, self.spline_weight, scaler)
+            y = _ops_bs.bspline_forward(x2, self.grid, base_weight, spline_weight, scaler)
         else:
-            y = _ops_bs.bspline_forward(x2, self.grid, None, self.spline_weight, scaler)
-            y = y + F.linear(self.base_activation(x2), self.base_weight)
+            y = _ops_bs.bspline_forward(x2, self.grid, None, spline_weight, scaler)
+            y = y + F.linear(self.base_activation(x2), base_weight)
+        if self._symbolic_active():
+            y = y + self.symbolic(x2)
         # A batch of rows returns the op's own tensor, not a view of it (FSDP warns on views).
         return y if len(lead) == 1 else y.reshape(*lead, self.out_features)
 
@@ -318,13 +334,15 @@ class KANLinear(nn.Module):
         torch.Tensor
             The scalar penalty, differentiable.
         """
-        value, _ = _ops_bs.coefficient_l1_entropy(self.spline_weight, float(regularize_activation),
+        value, _ = _ops_bs.coefficient_l1_entropy(self._numeric_weights()[1], float(regularize_activation),
                                                   float(regularize_entropy))
         return value
 
     def smoothness_loss(self) -> torch.Tensor:
         """Mean over edges of the squared second differences of the scaled coefficients."""
-        w = self.scaled_spline_weight
+        w = self._numeric_weights()[1]
+        if self.enable_standalone_scale_spline:
+            w = w * self.spline_scaler.unsqueeze(-1)
         value, _ = _ops_bs.smoothness(w, w.shape[0] * w.shape[1], w.shape[2], 1)
         return value
 
@@ -361,7 +379,8 @@ class KANLinear(nn.Module):
         w = self.scaled_spline_weight.detach().cpu().double().numpy()  # (O, I, C)
         spline = np.einsum("nic,oic->ion", basis, w)
         base = self.base_activation(torch.from_numpy(xs)).numpy()  # (I, n)
-        return xs, spline + self.base_weight.detach().cpu().double().numpy().T[:, :, None] * base[:, None, :]
+        ys = spline + self.base_weight.detach().cpu().double().numpy().T[:, :, None] * base[:, None, :]
+        return self._overlay_symbolic(xs, ys)
 
     @torch.no_grad()
     def edge_importance(self) -> np.ndarray:
@@ -476,5 +495,6 @@ class KANLinear(nn.Module):
                              f"{tuple(getattr(x, 'shape', ()))}")
         x = _ops.autocast_input(x, self.spline_weight.dtype)
         scaler = self.spline_scaler if self.enable_standalone_scale_spline else None
+        base_weight, spline_weight = self._numeric_weights()
         return _ops.torch_edge_scale_ops().bspline_loss(x.reshape(-1, self.in_features), self.grid,
-                                                        self.base_weight, self.spline_weight, scaler, *lambs)
+                                                        base_weight, spline_weight, scaler, *lambs)

@@ -1,4 +1,5 @@
-"""Save and load a ``KAN`` as the kancore model file (the format in docs/model_format.md, format version 1).
+"""Save and load a ``KAN`` as the kancore model file (the format in docs/model_format.md, format
+versions 1 and 2; version 2 adds symbolic edges, and a file without them is written as version 1).
 
 The file is safetensors (an 8-byte little-endian header length N, N bytes of JSON header, then the
 raw little-endian tensor bytes), written and read here with NumPy alone so the format has no
@@ -32,9 +33,11 @@ import torch.nn as nn
 from .kan_layer import KANLayer
 from .kan_linear import KANLinear, skip_initialisation
 from .network import KAN
+from .symbolic_edges import FUNCTIONS
 
 FORMAT = "kancore.network"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # the newest this module reads and writes
+_VERSIONS = ("1", "2")
 MAX_HEADER_BYTES = 16 * 1024 * 1024  # the C++ loader's limit, so both read what either writes
 _DTYPES = {"float32": ("F32", np.dtype("<f4"), torch.float32),
            "float64": ("F64", np.dtype("<f8"), torch.float64)}
@@ -55,6 +58,14 @@ def _layers_of(model) -> Tuple[List[nn.Module], Optional[nn.ModuleList]]:
 
 
 def _layer_entry(j: int, layer) -> Tuple[dict, Dict[str, torch.Tensor]]:
+    cfg, tensors = _numeric_entry(j, layer)
+    if layer._symbolic_active():  # format version 2: the fixed edges, in the rows' order
+        cfg["symbolic"] = [{"in": e.i, "out": e.o, "function": e.name} for e in layer.symbolic_edges()]
+        tensors[f"layers.{j}.symbolic_affine"] = layer.symbolic.affine
+    return cfg, tensors
+
+
+def _numeric_entry(j: int, layer) -> Tuple[dict, Dict[str, torch.Tensor]]:
     p = f"layers.{j}."
     if isinstance(layer, KANLayer):
         fitted = layer.input_scale is not None
@@ -123,7 +134,8 @@ def save(model: nn.Module, path: PathLike, metadata: Optional[Dict[str, str]] = 
     config = {"dtype": dtype_name, "layernorm": norms is not None, "layernorm_eps": eps, "layers": configs}
 
     try:  # bare NaN/Infinity are not JSON: the C++ reader would refuse the file
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config, allow_nan=False)}
+        version = "2" if any("symbolic" in c for c in configs) else "1"  # older readers read version 1
+        meta = {"format": FORMAT, "format_version": version, "config": json.dumps(config, allow_nan=False)}
     except ValueError:
         raise ValueError(f"cannot save: the layer settings hold a non-finite number ({configs})") from None
     for key, value in (metadata or {}).items():
@@ -360,8 +372,8 @@ def parse_config(metadata: Dict[str, str]) -> dict:
     _need(metadata.get("format") == FORMAT,
           f"not a kancore model file (a safetensors file whose __metadata__ 'format' is "
           f"{metadata.get('format')!r}, expected {FORMAT!r})")
-    _need(metadata.get("format_version") == FORMAT_VERSION,
-          f"unsupported format_version {metadata.get('format_version')!r} (this reader knows {FORMAT_VERSION!r})")
+    version = metadata.get("format_version")
+    _need(version in _VERSIONS, f"unsupported format_version {version!r} (this reader knows {list(_VERSIONS)})")
     try:
         cfg = json.loads(metadata.get("config", ""), object_pairs_hook=_no_duplicates,
                          parse_constant=_no_constant)
@@ -387,11 +399,28 @@ def parse_config(metadata: Dict[str, str]) -> dict:
         else:
             _int_field(where, L, "grid_size", 1)
             _int_field(where, L, "spline_order", 1, 64)
+        if "symbolic" in L:
+            _symbolic_field(where, L, version)
         if j:
             _need(L["in_features"] == layers[j - 1]["out_features"],
                   f"{where}: in_features {L['in_features']} does not match layer {j - 1}'s out_features "
                   f"{layers[j - 1]['out_features']}")
     return cfg
+
+
+def _symbolic_field(where: str, L: dict, version: str) -> None:
+    _need(version != "1", f"{where}: symbolic edges need format_version '2', the file says '1'")
+    edges = L["symbolic"]
+    _need(isinstance(edges, list), f"{where}: 'symbolic' must be a list")
+    seen = set()
+    for e in edges:
+        _need(isinstance(e, dict), f"{where}: each symbolic edge must be a JSON object")
+        i = _int_field(where + " symbolic edge", e, "in", 0, L["in_features"] - 1)
+        o = _int_field(where + " symbolic edge", e, "out", 0, L["out_features"] - 1)
+        _need(e.get("function") in FUNCTIONS,
+              f"{where}: unknown symbolic function {e.get('function')!r} (known: {list(FUNCTIONS)})")
+        _need((i, o) not in seen, f"{where}: symbolic edge ({i}, {o}) is fixed twice")
+        seen.add((i, o))
 
 
 def expected_tensors(cfg: dict) -> Dict[str, Tuple[int, ...]]:
@@ -408,6 +437,8 @@ def expected_tensors(cfg: dict) -> Dict[str, Tuple[int, ...]]:
             G, k = L["grid_size"], L["spline_order"]
             shapes.update({p + "grid": (I, G + 2 * k + 1), p + "base_weight": (O, I),
                            p + "spline_weight": (O, I, G + k), p + "spline_scaler": (O, I)})
+        if L.get("symbolic"):
+            shapes[p + "symbolic_affine"] = (len(L["symbolic"]), 4)
         if cfg["layernorm"] and j < len(cfg["layers"]) - 1:
             shapes[f"norms.{j}.weight"] = (O,)
             shapes[f"norms.{j}.bias"] = (O,)
@@ -496,8 +527,17 @@ def load(path: PathLike, device: Optional[Union[str, torch.device]] = None) -> K
             if isinstance(ge, (int, float)) and not isinstance(ge, bool) and 0 <= ge <= 1:
                 model.layers[j].grid_eps = float(ge)
     state = model.state_dict()  # keeps the C0 layers' index buffers, which the file does not hold
-    state.update((name, torch.from_numpy(a)) for name, a in arrays.items())
+    state.update((name, torch.from_numpy(a)) for name, a in arrays.items() if not name.endswith(".symbolic_affine"))
     model.load_state_dict(state, strict=True)
+    for j, L in enumerate(layers):  # symbolic edges, with their constants as stored (NaN included)
+        layer = model.layers[j]
+        for e in L.get("symbolic", []):
+            layer.fix_symbolic(e["in"], e["out"], e["function"])
+        if L.get("symbolic"):
+            rows = [layer.symbolic.find(e["in"], e["out"]) for e in L["symbolic"]]
+            with torch.no_grad():
+                layer.symbolic.affine[rows] = torch.from_numpy(arrays[f"layers.{j}.symbolic_affine"]).to(
+                    layer.symbolic.affine.dtype)
     if device is not None:
         model = model.to(device)
     return model

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -314,6 +314,42 @@ class NumpyKAN:
             kept = [int(n) for n in np.flatnonzero(outgoing >= threshold)]
             keep.append(kept or [int(outgoing.argmax())])
         return self.prune_nodes(keep)
+
+    def fix_symbolic(self, layer: int, i: int, o: int, function: str, a: float = 1.0, b: float = 1.0,
+                     c: float = 0.0, d: float = 0.0) -> None:
+        """Fix edge ``i -> o`` of layer ``layer`` to ``a * f(b * h_i + c) + d`` (``f`` one of
+        ``kancore.symbolic_edges.FUNCTIONS``' names, evaluated natively in forward and backward;
+        ``(a, b, c, d)`` is the trainable tensor ``layers.{layer}.symbolic_affine``); refixing
+        replaces. The edge's numeric parameters are kept, unused, for ``unfix_symbolic``.
+        Constants usually come from ``kancore.auto_symbolic`` on a torch copy, or your own fit."""
+        for name, v in (("layer", layer), ("i", i), ("o", o)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        if not isinstance(function, str):
+            raise TypeError(f"function must be a name (str), got {type(function).__name__}")
+        values = []
+        for name, v in (("a", a), ("b", b), ("c", c), ("d", d)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+            values.append(float(v))
+        self._net.fix_symbolic(int(layer), int(i), int(o), function, *values)
+
+    def unfix_symbolic(self, layer: int, i: int, o: int) -> bool:
+        """Give edge ``i -> o`` of layer ``layer`` its numeric function back; False when it was
+        not fixed."""
+        for name, v in (("layer", layer), ("i", i), ("o", o)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        return bool(self._net.unfix_symbolic(int(layer), int(i), int(o)))
+
+    def symbolic_edges(self) -> List[Tuple[int, int, int, str, float, float, float, float]]:
+        """Every fixed edge as ``(layer, i, o, function, a, b, c, d)``."""
+        out = []
+        for j, L in enumerate(self.config["layers"]):
+            if L.get("symbolic"):
+                rows = self[f"layers.{j}.symbolic_affine"].astype(np.float64)
+                out += [(j, e["in"], e["out"], e["function"], *map(float, r)) for e, r in zip(L["symbolic"], rows)]
+        return out
 
     def regularization(self, weight: float = 1.0) -> float:
         """weight * (C0 smoothness + B-spline coefficient L1 + entropy) (see fit)."""

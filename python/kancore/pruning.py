@@ -39,17 +39,23 @@ _CHUNK_ELEMENTS = 1 << 23  # per-edge values held at once: batch chunk * in * ou
 
 
 def _edge_values(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
-    """(batch, out, in): every edge's output at the layer input h (batch, in)."""
+    """(batch, out, in): every edge's output at the layer input h (batch, in), fixed (symbolic)
+    edges included."""
     if isinstance(layer, KANLinear):
-        base = layer.base_weight.unsqueeze(0) * layer.base_activation(h).unsqueeze(1)
-        weight = layer.spline_weight
+        base_weight, weight = layer._numeric_weights()
+        base = base_weight.unsqueeze(0) * layer.base_activation(h).unsqueeze(1)
         if getattr(layer, "spline_scaler", None) is not None:
             weight = weight * layer.spline_scaler.unsqueeze(-1)
         basis = portable.bspline_basis(h, layer.grid, layer.spline_order)  # (batch, in, C)
-        return base + torch.einsum("bic,oic->boi", basis, weight)
-    if layer.input_scale is not None:
-        h = torch.addcmul(layer.input_offset, h, layer.input_scale)
-    return portable.c0_edge_values(h, layer._table(), float(layer.spline_width)).transpose(1, 2)
+        values = base + torch.einsum("bic,oic->boi", basis, weight)
+    else:
+        u = h if layer.input_scale is None else torch.addcmul(layer.input_offset, h, layer.input_scale)
+        values = portable.c0_edge_values(u, layer._numeric_table(), float(layer.spline_width)).transpose(1, 2)
+    if layer._symbolic_active():
+        rows = layer.symbolic.edges  # the numeric part of these edges is zero (masked)
+        values = values.clone()
+        values[:, rows[:, 1], rows[:, 0]] = layer.symbolic.edge_values(h).to(values.dtype)
+    return values
 
 
 def _check(model) -> None:
@@ -93,6 +99,7 @@ def edge_importance(model: KAN, x: torch.Tensor) -> List[torch.Tensor]:
 
 
 def _zero_edge(layer: nn.Module, o: int, i: int) -> None:
+    layer.unfix_symbolic(i, o)
     if isinstance(layer, KANLinear):
         layer.base_weight[o, i] = 0
         layer.spline_weight[o, i] = 0
@@ -159,6 +166,10 @@ def _select(layer: nn.Module, ins: Sequence[int], outs: Sequence[int]) -> None:
             layer.input_offset = _take(layer.input_offset, 0, ins)
         layer.feature_offset = (torch.arange(len(ins), device=layer.feature_offset.device).view(1, -1)
                                 * layer.num_control_points)
+    if layer.symbolic is not None:
+        layer.symbolic.select(ins, outs)
+        if len(layer.symbolic) == 0:
+            layer.symbolic = None
     layer.in_features, layer.out_features = len(ins), len(outs)
 
 

@@ -5,14 +5,19 @@
   of ``model.layers[layer]`` on the values that edge sees for the samples ``x``, ranked by r²
   with a complexity penalty;
 * ``auto_symbolic(model, x)``: the best suggestion of every edge;
+* ``fix_symbolic(model, choices)``: those fits put into the network: each fixed edge computes
+  ``a * f(b * x + c) + d`` natively, in forward and backward, with ``(a, b, c, d)`` trainable
+  (``kancore.fit`` then polishes them); ``unfix_symbolic`` gives edges their numeric function
+  back. Saved and loaded with the model (``kancore.save``, format version 2);
 * ``symbolic_formula(model, choices)``: the network as a sympy expression of its inputs, with
-  the constants rounded.
+  the constants rounded; a fixed edge contributes its own (trained) function.
 
 The fit is robust by construction: the inner parameters ``(b, c)`` are searched on a grid (no
 gradient descent to diverge), the outer ones ``(a, d)`` come from a closed-form least-squares
 fit in float64, a candidate that is not finite on the data is skipped rather than fitted, and a
-flat edge is the constant ``d`` (r² = 1). Nothing here changes the model: evaluating a fixed
-symbolic edge inside the network (pykan's ``fix_symbolic``) is not built yet.
+flat edge is the constant ``d`` (r² = 1). Only ``fix_symbolic`` and ``unfix_symbolic`` change
+the model. An edge can be fixed to the functions of ``kancore.symbolic_edges.FUNCTIONS`` (this
+module's ``LIBRARY``); user functions (``extra``) can be suggested and put in formulas, not fixed.
 """
 from __future__ import annotations
 
@@ -24,8 +29,10 @@ import torch
 
 from .network import KAN
 from .pruning import _edge_values
+from .symbolic_edges import FUNCTIONS
 
-__all__ = ["SymbolicFit", "LIBRARY", "fit_symbolic", "suggest_symbolic", "auto_symbolic", "symbolic_formula"]
+__all__ = ["SymbolicFit", "LIBRARY", "fit_symbolic", "suggest_symbolic", "auto_symbolic", "fix_symbolic",
+           "unfix_symbolic", "symbolic_formula"]
 
 
 def _sympy():
@@ -124,7 +131,34 @@ def fit_symbolic(x: np.ndarray, y: np.ndarray, name: str, f: Optional[Callable] 
         return -math.inf, 0.0, 1.0, 0.0, float(y.mean())
     best = _refine(fn, x, y, best)
     rss, a, b, c, d = best
+    if name in LIBRARY and fn is LIBRARY[name][0]:  # a library function: its own redundancies
+        a, b, c, d = _canonical(name, a, b, c, d)
     return max(-math.inf, 1.0 - rss / total), a, b, c, d
+
+
+_POWERS = {"x": 1, "x^2": 2, "x^3": 3, "x^4": 4, "1/x": -1, "1/x^2": -2, "abs": 1}
+
+
+def _canonical(name: str, a: float, b: float, c: float, d: float) -> Tuple[float, float, float, float]:
+    """The same function with the redundant constants removed: ``b = 1`` for powers and ``abs``
+    (``a (b x + c)^p = a b^p (x + c/b)^p``), ``|b| = 1`` for ``sqrt``, ``c = 0`` for ``exp``
+    (``a e^(b x + c) = (a e^c) e^(b x)``). Without this the fit can drift along the redundant
+    direction to constants such as ``a = 4e138, c = -319`` that overflow in float32."""
+    if b == 0 or not all(math.isfinite(v) for v in (a, b, c, d)):
+        return a, b, c, d
+    try:
+        if name in _POWERS:
+            p = _POWERS[name]
+            scale = abs(b) ** p if name == "abs" else b ** p
+            return a * scale, 1.0, c / b, d
+        if name == "sqrt":
+            return a * math.sqrt(abs(b)), math.copysign(1.0, b), c / abs(b), d
+        if name == "exp":
+            scaled = a * math.exp(c)
+            return (scaled, b, 0.0, d) if math.isfinite(scaled) and scaled != 0 else (a, b, c, d)
+    except (OverflowError, ZeroDivisionError):
+        pass
+    return a, b, c, d
 
 
 def _refine(fn, x, y, best, iterations: int = 50):
@@ -187,7 +221,7 @@ def _edge_samples(model: KAN, layer: int, i: int, o: int, x: torch.Tensor) -> Tu
 
 
 def suggest_symbolic(model: KAN, layer: int, i: int, o: int, x: torch.Tensor,
-                     lib: Optional[Sequence[str]] = None, complexity_weight: float = 0.002,
+                     lib: Optional[Sequence[str]] = None, complexity_weight: float = 0.001,
                      extra: Optional[Mapping[str, Tuple[Callable, Callable, int]]] = None) -> List[SymbolicFit]:
     """Every library function fitted to edge ``(i, o)`` of ``model.layers[layer]``, best first.
 
@@ -202,7 +236,10 @@ def suggest_symbolic(model: KAN, layer: int, i: int, o: int, x: torch.Tensor,
         Names from ``LIBRARY`` (default: all).
     complexity_weight : float
         The ranking's penalty per unit of complexity (``x`` 1, ``x^2`` 2, ``sin`` 3,
-        ``tanh`` 4...: ``LIBRARY``'s third entries).
+        ``tanh`` 4...: ``LIBRARY``'s third entries): one more unit must explain 0.1 % more of
+        the edge's variance. (The first layer of a trained network is rarely exactly linear: a
+        line may leave 3e-4 of the variance that any curved candidate explains, yet be the
+        right choice. A log-scale score picks the curve there.)
     extra : mapping, optional
         User functions: ``name -> (numpy function, sympy function of (symbol, sympy), complexity)``.
 
@@ -234,7 +271,7 @@ def _rank(hx: np.ndarray, hy: np.ndarray, lib: Optional[Sequence[str]], complexi
 
 
 def auto_symbolic(model: KAN, x: torch.Tensor, lib: Optional[Sequence[str]] = None,
-                  complexity_weight: float = 0.002) -> Dict[Tuple[int, int, int], SymbolicFit]:
+                  complexity_weight: float = 0.001) -> Dict[Tuple[int, int, int], SymbolicFit]:
     """The best suggestion of every edge: ``{(layer, i, o): SymbolicFit}``.
 
     Parameters
@@ -264,17 +301,88 @@ def auto_symbolic(model: KAN, x: torch.Tensor, lib: Optional[Sequence[str]] = No
     return out
 
 
+def fix_symbolic(model: KAN, choices: Mapping[Tuple[int, int, int], object], x: Optional[torch.Tensor] = None
+                 ) -> Dict[Tuple[int, int, int], SymbolicFit]:
+    """Fix edges of ``model`` (in place) to symbolic functions.
+
+    Each fixed edge ``(layer, i, o)`` then computes ``a * f(b * h_i + c) + d`` in the forward and
+    backward pass instead of its spline (whose parameters are kept, untrained, for
+    ``unfix_symbolic``). ``(a, b, c, d)`` are parameters (``model.layers[j].symbolic.affine``):
+    train them with ``kancore.fit`` to polish the constants. Build optimizers afterwards.
+
+    Parameters
+    ----------
+    model : KAN
+    choices : mapping
+        ``(layer, i, o) -> SymbolicFit`` (e.g. ``auto_symbolic``'s result) or ``-> name`` of a
+        native function, which is then fitted to the edge on ``x``.
+    x : torch.Tensor, optional
+        Network inputs ``(n, widths[0])``, needed when a choice is a name.
+
+    Returns
+    -------
+    dict
+        The fit used for every edge (with its r² when fitted here).
+    """
+    if not isinstance(model, KAN):
+        raise TypeError(f"expected a kancore.KAN, got {type(model).__name__}")
+    used = {}
+    for key, choice in choices.items():
+        if not (isinstance(key, tuple) and len(key) == 3):
+            raise ValueError(f"expected (layer, i, o) keys, got {key!r}")
+        layer, i, o = key
+        if isinstance(choice, str):
+            if choice not in FUNCTIONS:
+                raise ValueError(f"cannot fix edge {key} to {choice!r}: the native functions are {list(FUNCTIONS)}")
+            if x is None:
+                raise ValueError(f"fix_symbolic: edge {key} names {choice!r}; pass x to fit it")
+            hx, hy = _edge_samples(model, layer, i, o, x)
+            r2, a, b, c, d = fit_symbolic(hx, hy, choice)
+            if not math.isfinite(r2):
+                raise ValueError(f"fix_symbolic: {choice!r} cannot be made finite on edge {key}'s inputs")
+            complexity = LIBRARY[choice][2]
+            choice = SymbolicFit(choice, r2, a, b, c, d, complexity, r2 - 0.001 * complexity)
+        if not isinstance(choice, SymbolicFit):
+            raise TypeError(f"edge {key}: expected a SymbolicFit or a function name, got {type(choice).__name__}")
+        if choice.name not in FUNCTIONS:
+            raise ValueError(f"cannot fix edge {key} to {choice.name!r}: user functions are not native; the native "
+                             f"functions are {list(FUNCTIONS)}")
+        if not (isinstance(layer, int) and 0 <= layer < len(model.layers)):
+            raise ValueError(f"layer must index the {len(model.layers)} layers, got {layer!r}")
+        model.layers[layer].fix_symbolic(i, o, choice.name, choice.a, choice.b, choice.c, choice.d)
+        used[key] = choice
+    return used
+
+
+def unfix_symbolic(model: KAN, edges: Optional[Sequence[Tuple[int, int, int]]] = None) -> int:
+    """Give the edges ``(layer, i, o)`` (default: every fixed edge) their numeric functions back;
+    returns how many were fixed."""
+    if not isinstance(model, KAN):
+        raise TypeError(f"expected a kancore.KAN, got {type(model).__name__}")
+    if edges is None:
+        edges = [(j, e.i, e.o) for j, L in enumerate(model.layers) for e in L.symbolic_edges()]
+    return sum(bool(model.layers[j].unfix_symbolic(i, o)) for j, i, o in edges)
+
+
 def _tidy(expr, digits: int, zero_below: float):
-    """Expand the polynomial parts, round every constant to ``digits`` significant digits and
-    drop those below ``zero_below`` in magnitude (fit noise such as a 1e-6 phase)."""
+    """Expand the polynomial parts (not exp of a sum), round every constant to ``digits``
+    significant digits, write those that round to whole numbers as integers (``x*y``, not
+    ``1.0*x*y``) and drop those below ``zero_below`` in magnitude (fit noise such as a 1e-6
+    phase)."""
     sp = _sympy()
-    expr = sp.expand(expr)
-    floats = {f: (sp.Integer(0) if abs(float(f)) < zero_below else sp.Float(float(f"{float(f):.{digits}g}"), digits))
-              for f in expr.atoms(sp.Float)}
-    return sp.expand(expr.xreplace(floats))
+    keep = {"power_exp": False, "power_base": False, "log": False}
+    expr = sp.expand(expr, **keep)
+
+    def rounded(f):
+        v = float(f"{float(f):.{digits}g}")
+        if abs(float(f)) < zero_below:
+            return sp.Integer(0)
+        return sp.Integer(int(v)) if abs(v) < 1e15 and v == int(v) else sp.Float(v, digits)
+
+    return sp.expand(expr.xreplace({f: rounded(f) for f in expr.atoms(sp.Float)}), **keep)
 
 
-def symbolic_formula(model: KAN, choices: Mapping[Tuple[int, int, int], SymbolicFit],
+def symbolic_formula(model: KAN, choices: Optional[Mapping[Tuple[int, int, int], SymbolicFit]] = None,
                      in_vars: Optional[Sequence[str]] = None, digits: int = 4, zero_below: float = 1e-4,
                      extra: Optional[Mapping[str, Tuple[Callable, Callable, int]]] = None) -> list:
     """The network as sympy expressions of its inputs, one per output, from one fit per edge.
@@ -283,8 +391,9 @@ def symbolic_formula(model: KAN, choices: Mapping[Tuple[int, int, int], Symbolic
     ----------
     model : KAN
         A network without LayerNorm (a LayerNorm between layers has no short formula).
-    choices : mapping
-        ``(layer, i, o) -> SymbolicFit`` for every edge (``auto_symbolic``'s result).
+    choices : mapping, optional
+        ``(layer, i, o) -> SymbolicFit`` for every edge that is not fixed (``auto_symbolic``'s
+        result). Fixed edges (``fix_symbolic``) always contribute their own, trained function.
     in_vars : sequence of str, optional
         Input names (default ``x_1, x_2, ...``).
     digits : int
@@ -315,14 +424,16 @@ def symbolic_formula(model: KAN, choices: Mapping[Tuple[int, int, int], Symbolic
 
     values = [sp.Symbol(n) for n in names]
     for j, L in enumerate(model.layers):
+        fixed = {(e.i, e.o): SymbolicFit(e.name, 1.0, e.a, e.b, e.c, e.d, LIBRARY[e.name][2], 1.0)
+                 for e in L.symbolic_edges()}
         nxt = []
         for o in range(L.out_features):
             total = sp.Integer(0)
             for i in range(L.in_features):
                 key = (j, i, o)
-                if key not in choices:
-                    raise ValueError(f"no symbolic choice for edge {key}")
-                s = choices[key]
+                s = fixed.get((i, o)) or (choices or {}).get(key)
+                if s is None:
+                    raise ValueError(f"no symbolic choice for edge {key} (it is not fixed either)")
                 if s.a == 0:
                     total += num(s.d)
                 else:

@@ -68,6 +68,17 @@ py::dict config_to_dict(const NetworkConfig& c) {
       d["grid_size"] = l.grid_size;
       d["spline_order"] = l.spline_order;
     }
+    if (!l.symbolic.empty()) {
+      py::list edges;
+      for (const SymbolicEdge& e : l.symbolic) {
+        py::dict ed;
+        ed["in"] = e.in;
+        ed["out"] = e.out;
+        ed["function"] = e.function;
+        edges.append(ed);
+      }
+      d["symbolic"] = edges;
+    }
     layers.append(d);
   }
   py::dict out;
@@ -169,6 +180,9 @@ void register_network(py::module_& m) {
         return n.edge_importance(batch, ptr<const void>(x));
       })
       .def("prune_nodes", &Network::prune_nodes, py::arg("keep"))
+      .def("fix_symbolic", &Network::fix_symbolic, py::arg("layer"), py::arg("i"), py::arg("o"), py::arg("function"),
+           py::arg("a"), py::arg("b"), py::arg("c"), py::arg("d"))
+      .def("unfix_symbolic", &Network::unfix_symbolic, py::arg("layer"), py::arg("i"), py::arg("o"))
       .def("fit",
            [](Network& n, std::uintptr_t x, std::uintptr_t y, std::uintptr_t labels, std::int64_t rows,
               std::uintptr_t vx, std::uintptr_t vy, std::uintptr_t vlabels, std::int64_t vrows,
@@ -243,6 +257,7 @@ void register_network(py::module_& m) {
         return deserialize(s.data(), s.size());
       });
 
+  m.def("symbolic_functions", &symbolic_functions, "The function names a symbolic edge can use.");
   m.def("mse_loss", [](std::uintptr_t p, std::uintptr_t t, std::uintptr_t g, std::int64_t batch,
                        std::int64_t outputs, const std::string& dtype) {
     return mse_loss(dtype_named(dtype), batch, outputs, ptr<const void>(p), ptr<const void>(t), ptr<void>(g));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,31 @@ inline std::vector<double> basis(const double* t, int n, int k, double x) {
   return B;
 }
 
+// The symbolic edge functions, written out again (independent of cpp/src/symbolic_edges.hpp).
+inline double symbolic_function(const std::string& f, double u) {
+  if (f == "x") return u;
+  if (f == "x^2") return std::pow(u, 2);
+  if (f == "x^3") return std::pow(u, 3);
+  if (f == "x^4") return std::pow(u, 4);
+  if (f == "1/x") return 1 / u;
+  if (f == "1/x^2") return 1 / std::pow(u, 2);
+  if (f == "sqrt") return std::sqrt(u);
+  if (f == "exp") return std::exp(u);
+  if (f == "log") return std::log(u);
+  if (f == "sin") return std::sin(u);
+  if (f == "tanh") return std::tanh(u);
+  if (f == "abs") return std::abs(u);
+  if (f == "gaussian") return std::exp(-u * u);
+  if (f == "arctan") return std::atan(u);
+  throw std::invalid_argument("unknown function " + f);
+}
+
+inline bool is_symbolic(const kancore::LayerConfig& l, long i, long o) {
+  for (const auto& e : l.symbolic)
+    if (e.in == i && e.out == o) return true;
+  return false;
+}
+
 inline std::vector<double> forward(kancore::Network& net, const std::vector<double>& x, long B) {
   const auto& cfg = net.config();
   std::vector<double> h = x;
@@ -61,7 +87,7 @@ inline std::vector<double> forward(kancore::Network& net, const std::vector<doub
           const long k = std::min<long>(std::max<long>(static_cast<long>(std::floor(u)), 0), K - 2);
           const double t = u - k;
           for (long o = 0; o < O; ++o)
-            y[b * O + o] += (1 - t) * C[(i * K + k) * O + o] + t * C[(i * K + k + 1) * O + o];
+            if (!is_symbolic(l, i, o)) y[b * O + o] += (1 - t) * C[(i * K + k) * O + o] + t * C[(i * K + k + 1) * O + o];
         }
     } else {
       const auto grid = as_f64(net.tensor(p + "grid"));
@@ -76,11 +102,21 @@ inline std::vector<double> forward(kancore::Network& net, const std::vector<doub
           const double silu = xi / (1 + std::exp(-xi));
           const auto Bv = basis(&grid[i * nk], nk, k, xi);
           for (long o = 0; o < O; ++o) {
+            if (is_symbolic(l, i, o)) continue;
             double s = 0;
             for (long c = 0; c < Cn; ++c) s += Bv[c] * sw[(o * I + i) * Cn + c];
             y[b * O + o] += bw[o * I + i] * silu + ss[o * I + i] * s;
           }
         }
+    }
+    if (!l.symbolic.empty()) {  // a * f(b * h_i + c) + d on the layer's raw input
+      const auto A = as_f64(net.tensor(p + "symbolic_affine"));
+      for (std::size_t r = 0; r < l.symbolic.size(); ++r) {
+        const auto& e = l.symbolic[r];
+        for (long b = 0; b < B; ++b)
+          y[b * O + e.out] += A[4 * r] * symbolic_function(e.function, A[4 * r + 1] * h[b * I + e.in] + A[4 * r + 2]) +
+                              A[4 * r + 3];
+      }
     }
     if (cfg.layernorm && j + 1 < cfg.layers.size()) {
       const auto w = as_f64(net.tensor("norms." + std::to_string(j) + ".weight"));

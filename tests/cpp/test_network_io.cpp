@@ -248,7 +248,7 @@ TEST(ModelIO, CorruptKancoreFilesAreNotForeign) {
   expect_corrupt(f.substr(0, 8 + h.size() / 2), "truncated");     // cut inside the header
   expect_corrupt(f.substr(0, 9), "truncated");                     // only the '{' left
   expect_corrupt(f.substr(0, 8), "truncated");                     // only the length left
-  expect_corrupt(with_header_edit(f, "\"format_version\": \"1\"", "\"format_version\": \"2\""),
+  expect_corrupt(with_header_edit(f, "\"format_version\": \"1\"", "\"format_version\": \"3\""),
                  "format_version");
   expect_corrupt(with_header_edit(f, "\"dtype\": \"F32\", \"shape\": [2, 4, 3]", "\"dtype\": \"F16\", \"shape\": [2, 4, 3]"),
                  "expected dtype F32 or F64");
@@ -328,7 +328,7 @@ TEST(ModelIO, RejectsBadOffsetsDtypesAndShapes) {
 TEST(ModelIO, RejectsBadConfigs) {
   const std::string f = serialize(Network(small_config(DType::float32, false), 2));
   expect_rejected(with_header_edit(f, "\\\"kind\\\": \\\"c0\\\"", "\\\"kind\\\": \\\"relu\\\""), "unknown kind");
-  expect_rejected(with_header_edit(f, "\"format_version\": \"1\"", "\"format_version\": \"2\""), "version 2");
+  expect_rejected(with_header_edit(f, "\"format_version\": \"1\"", "\"format_version\": \"3\""), "version 3");
   expect_rejected(with_header_edit(f, "\"format\": \"kancore.network\"", "\"format\": \"other\""), "format");
   expect_rejected(with_header_edit(f, "\\\"dtype\\\": \\\"float32\\\"", "\\\"dtype\\\": \\\"float64\\\""), "config dtype vs tensors");
   expect_rejected(with_header_edit(f, "\\\"dtype\\\": \\\"float32\\\"", "\\\"dtype\\\": \\\"int8\\\""), "config dtype");

@@ -234,7 +234,7 @@ def _corruptions():
         "extra tensor": lambda h, b: (h.__setitem__("layers.0.extra", {"dtype": "F32", "shape": [0],
                                                                       "data_offsets": [len(b), len(b)]}), b),
         "unknown kind": lambda h, b: (_edit_config(h, lambda c: c["layers"][0].__setitem__("kind", "relu")), b),
-        "format version 2": lambda h, b: (h["__metadata__"].__setitem__("format_version", "2"), b),
+        "format version 3": lambda h, b: (h["__metadata__"].__setitem__("format_version", "3"), b),
         "wrong format": lambda h, b: (h["__metadata__"].__setitem__("format", "other"), b),
         "no metadata": lambda h, b: (h.pop("__metadata__"), b),
         "config not JSON": lambda h, b: (h["__metadata__"].__setitem__("config", "{layers:"), b),

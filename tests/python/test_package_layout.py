@@ -20,6 +20,7 @@ FLOORS = {
     "_core": 0,
     "_plotting": 0,  # a leaf: arrays in, figures out; the layers import it when drawing
     "portable": 0,  # a leaf: the layers' forwards in standard torch ops (ONNX export)
+    "symbolic_edges": 2,  # fixed edges a * f(b x + c) + d inside a layer (fix_symbolic)
     "_ops": 1,
     "functional": 2,
     "numpy_network": 2,

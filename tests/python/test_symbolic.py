@@ -96,6 +96,14 @@ def test_the_main_jobs_formula_discovery_recovers_the_distance_law(tmp_path):
         assert abs(float(expr.subs({dx: px, dy: py})) - math.hypot(px, py)) < 1e-2 * math.hypot(px, py)
     formula_rmse = float(text.split("the recovered formula (8 digits)")[1].split()[0])
     assert formula_rmse <= 1e-4
+    symbolic_rmse = float(text.split("symbolic network (edges fixed)")[1].split()[0])
+    assert symbolic_rmse <= 1e-4
+    saved = kancore.load(tmp_path / "kan_distance.safetensors")  # the symbolic network, as saved
+    assert sum(len(L.symbolic_edges()) for L in saved.layers) == 3
+    x = torch.tensor([[0.5, 0.7], [1.9, 1.2]], dtype=torch.float64)
+    torch.testing.assert_close(saved(x).flatten(), torch.hypot(x[:, 0], x[:, 1]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(kancore.NumpyKAN.load(tmp_path / "kan_distance.safetensors").predict(x.numpy()),
+                               saved(x).detach().numpy(), rtol=1e-12)
     for name in ("kan_distance.safetensors", "kan_distance_formula.txt", "kan_distance_sparse.png",
                  "kan_distance_pruned.png"):
         assert (tmp_path / name).stat().st_size > 0

@@ -30,6 +30,19 @@ namespace kancore {
 
 enum class LayerKind : int { c0 = 0, bspline = 1 };
 
+// A symbolic (fixed) edge: edge in -> out of its layer computes a * f(b * h_in + c) + d, f the
+// named function (one of symbolic_functions()), instead of its spline. Its (a, b, c, d) are the
+// row of the layer's trainable tensor "layers.{j}.symbolic_affine" (n, 4), in list order.
+struct SymbolicEdge {
+  std::int64_t in = 0;
+  std::int64_t out = 0;
+  std::string function;
+};
+
+// The functions a symbolic edge can use, the same in every front end: "x", "x^2", "x^3", "x^4",
+// "1/x", "1/x^2", "sqrt", "exp", "log", "sin", "tanh", "abs", "gaussian" (exp(-u^2)), "arctan".
+const std::vector<std::string>& symbolic_functions();
+
 struct LayerConfig {
   LayerKind kind = LayerKind::bspline;
   std::int64_t in_features = 0;
@@ -46,6 +59,9 @@ struct LayerConfig {
   double grid_min = -1.0;
   double grid_max = 1.0;
   double scale_noise = 0.1;
+  // Fixed edges (Network::fix_symbolic), each (in, out) at most once. Their numeric parameters
+  // stay in the tensors, unused (masked in forward, zero gradient), until unfixed.
+  std::vector<SymbolicEdge> symbolic;
 
   static LayerConfig c0(std::int64_t in, std::int64_t out, std::int64_t K = 32, double W = 4.0);
   static LayerConfig bspline(std::int64_t in, std::int64_t out, std::int64_t G = 5, std::int64_t k = 3);
@@ -147,12 +163,12 @@ class Network {
   // input when x (batch, in_features) is fed through the network (B-spline edges: base and
   // scaled spline together; C0 edges after the layer's input affine). Removing an edge of
   // importance s changes its output's root mean square over these samples by at most s.
-  // Samples with a non-finite edge output are skipped.
+  // Samples with a non-finite edge output are skipped. A symbolic edge counts with its function.
   std::vector<std::vector<double>> edge_importance(std::int64_t batch, const void* x) const;
 
   // Pruning: a copy without the hidden nodes that keep leaves out. keep[j] lists the kept
   // outputs of layer j (j = 0 .. L-2), strictly increasing, at least one each. The kept edges'
-  // parameters are copied unchanged, so the function changes only by the removed nodes'
+  // parameters (symbolic edges included) are copied unchanged, so the function changes only by the removed nodes'
   // contributions (for a node of importance below s on every outgoing edge, by at most
   // (its out-degree) * s per output in root mean square). Networks with LayerNorm are refused:
   // removing a node changes the normalisation of the others.
@@ -165,6 +181,16 @@ class Network {
   // network go stale: build a new Adam); nothing changes when it throws.
   void refine(std::int64_t new_size);
 
+  // Symbolic edges (docs/layer_math.md, "Symbolic edges"). fix_symbolic makes edge i -> o of
+  // layer `layer` compute a * f(b * h_i + c) + d on the layer's raw input h (before a C0 input
+  // affine), f = symbolic_functions()'s `function`; refixing an edge replaces it. unfix_symbolic
+  // gives the edge its numeric function back (returns false when it was not fixed). Both change
+  // the tensor list (views and an Adam built on the network go stale); nothing changes when they
+  // throw (unknown function, indices out of range, non-finite a, b, c, d).
+  void fix_symbolic(std::size_t layer, std::int64_t i, std::int64_t o, std::string_view function,
+                    double a = 1.0, double b = 1.0, double c = 0.0, double d = 0.0);
+  bool unfix_symbolic(std::size_t layer, std::int64_t i, std::int64_t o);
+
   // Typed conveniences: throw std::invalid_argument when T is not dtype().
   template <class T>
   void forward(std::int64_t batch, const T* x, T* y) const {
@@ -176,6 +202,7 @@ class Network {
 
  private:
   void check_dtype(DType requested) const;
+  static void copy_symbolic_affine(Network& from, Network& to, const std::vector<std::vector<std::int64_t>>& keep);
   std::unique_ptr<Impl> impl_;
 };
 
