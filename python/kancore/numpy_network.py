@@ -321,7 +321,17 @@ class NumpyKAN:
         ``kancore.symbolic_edges.FUNCTIONS``' names, evaluated natively in forward and backward;
         ``(a, b, c, d)`` is the trainable tensor ``layers.{layer}.symbolic_affine``); refixing
         replaces. The edge's numeric parameters are kept, unused, for ``unfix_symbolic``.
-        Constants usually come from ``kancore.auto_symbolic`` on a torch copy, or your own fit."""
+        Constants usually come from ``kancore.auto_symbolic`` on a torch copy, or your own fit.
+
+        Parameters
+        ----------
+        layer, i, o : int
+            The layer and the edge's input and output.
+        function : str
+            The function's name (``"sin"``, ``"x^2"``, ...).
+        a, b, c, d : float
+            The initial constants (finite).
+        """
         for name, v in (("layer", layer), ("i", i), ("o", o)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
@@ -335,8 +345,18 @@ class NumpyKAN:
         self._net.fix_symbolic(int(layer), int(i), int(o), function, *values)
 
     def unfix_symbolic(self, layer: int, i: int, o: int) -> bool:
-        """Give edge ``i -> o`` of layer ``layer`` its numeric function back; False when it was
-        not fixed."""
+        """Give edge ``i -> o`` of layer ``layer`` its numeric function back.
+
+        Parameters
+        ----------
+        layer, i, o : int
+            The layer and the edge's input and output.
+
+        Returns
+        -------
+        bool
+            False when the edge was not fixed.
+        """
         for name, v in (("layer", layer), ("i", i), ("o", o)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")

@@ -355,8 +355,19 @@ def fix_symbolic(model: KAN, choices: Mapping[Tuple[int, int, int], object], x: 
 
 
 def unfix_symbolic(model: KAN, edges: Optional[Sequence[Tuple[int, int, int]]] = None) -> int:
-    """Give the edges ``(layer, i, o)`` (default: every fixed edge) their numeric functions back;
-    returns how many were fixed."""
+    """Give fixed edges their numeric functions back.
+
+    Parameters
+    ----------
+    model : KAN
+    edges : sequence of (layer, i, o), optional
+        The edges (default: every fixed edge).
+
+    Returns
+    -------
+    int
+        How many of them were fixed.
+    """
     if not isinstance(model, KAN):
         raise TypeError(f"expected a kancore.KAN, got {type(model).__name__}")
     if edges is None:

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from .kan_layer import KANLayer
 from .kan_linear import KANLinear
+from .fused import FusedMSE
 from .network import KAN
 
 _SPLINE_NAMES = {"KANLayer": ("kan_weight", "dct_weight", "r_weight", "l_weight"),
@@ -247,6 +248,11 @@ class Trainer:
         Seeds the mini-batch order, the validation split and the grid-update samples.
     lbfgs_max_iter, lbfgs_history : int
         LBFGS's inner iterations per step and its history size.
+    fused : bool
+        Compute the loss and gradients of plain steps (a CPU ``kancore.KAN`` without symbolic
+        edges, MSE, no penalty, no autocast) in one native call (``kancore/fused.py``): the same
+        values as autograd to rounding, about 3x faster on small full-batch problems. False
+        always goes through autograd.
     spline_lr_mult : float, optional
         Deprecated: use ``lr_spline = lr * spline_lr_mult``.
     """
@@ -262,7 +268,7 @@ class Trainer:
                  grid_schedule: Optional[Sequence[int]] = None, stage_steps: Optional[Sequence[int]] = None,
                  stage_lr: str = "restart", batch_size: Optional[int] = None, eval_every: int = 10, patience: Optional[int] = None,
                  restore_best: bool = True, progress: bool = True, seed: int = 0, lbfgs_max_iter: int = 20,
-                 lbfgs_history: int = 10, spline_lr_mult: Optional[float] = None) -> None:
+                 lbfgs_history: int = 10, fused: bool = True, spline_lr_mult: Optional[float] = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
         if optimizer not in OPTIMIZERS:
@@ -334,6 +340,7 @@ class Trainer:
         self.lbfgs_max_iter = _positive("lbfgs_max_iter", lbfgs_max_iter, integer=True)
         self.lbfgs_history = _positive("lbfgs_history", lbfgs_history, integer=True)
         self._penalty = self._pick_penalty() if self.reg_weight > 0 else None
+        self._fused = FusedMSE() if fused else None
         if self.grid_update_every and not self._has_grids():
             raise ValueError("grid updates need a kancore.KAN or an nn.Sequential with update_grid layers, "
                              f"got {type(model).__name__}")
@@ -666,9 +673,21 @@ class Trainer:
                 if self.reg_schedule == "linear":
                     self._reg_factor = step / (steps - 1) if steps > 1 else 1.0
 
+                fused = (self._fused is not None and self._penalty is None and self.loss == "mse"
+                         and FusedMSE.supports(self.model, xb, yb))
+
                 def closure() -> torch.Tensor:
                     assert self.optimizer is not None
                     self.optimizer.zero_grad(set_to_none=True)
+                    if fused:  # one native call: forward, loss, backward (kancore/fused.py)
+                        value = self._fused(self.model, xb, yb)
+                        if scale != 1.0:
+                            for p in self.model.parameters():
+                                if p.grad is not None:
+                                    p.grad.mul_(scale)
+                        data = torch.tensor(value, dtype=torch.float64)
+                        parts["data"], parts["reg"], parts["total"] = data, None, data * scale
+                        return parts["total"]
                     total, data, penalty = self._objective(xb, yb)
                     if scale != 1.0:
                         total = total * scale

@@ -35,6 +35,7 @@ LayerConfig layer_from_dict(const py::dict& d) {
     l.kind = LayerKind::c0;
     if (d.contains("num_control_points")) l.num_control_points = d["num_control_points"].cast<std::int64_t>();
     if (d.contains("spline_width")) l.spline_width = d["spline_width"].cast<double>();
+    if (d.contains("fitted_domain")) l.fitted_domain = d["fitted_domain"].cast<bool>();
   } else if (kind == "bspline") {
     l.kind = LayerKind::bspline;
     if (d.contains("grid_size")) l.grid_size = d["grid_size"].cast<std::int64_t>();
@@ -159,6 +160,33 @@ void register_network(py::module_& m) {
       .def("set_tensor", [](Network& n, const std::string& name, std::uintptr_t src) {
         const TensorView v = n.tensor(name);
         std::memcpy(v.data, ptr<const void>(src), static_cast<std::size_t>(v.numel()) * (v.dtype == DType::float64 ? 8 : 4));
+      })
+      // One training-loss evaluation in one call (the torch front end's fused LBFGS/Adam
+      // objective, kancore/fused.py): copy the named tensors in from `values`, forward_train,
+      // the MSE loss and its gradient, backward, and copy the named gradients out to `grads`.
+      .def("mse_objective", [](Network& n, const std::vector<std::string>& names, const std::vector<std::uintptr_t>& values,
+                               const std::vector<std::uintptr_t>& grads, std::uintptr_t x, std::uintptr_t t,
+                               std::int64_t batch) {
+        if (names.size() != values.size() || names.size() != grads.size()) {
+          throw std::invalid_argument("kancore: mse_objective: expected one value and one grad pointer per name");
+        }
+        const std::size_t elem = n.dtype() == DType::float64 ? 8 : 4;
+        std::vector<TensorView> views;
+        for (std::size_t k = 0; k < names.size(); ++k) {
+          views.push_back(n.tensor(names[k]));
+          std::memcpy(views.back().data, ptr<const void>(values[k]), static_cast<std::size_t>(views.back().numel()) * elem);
+        }
+        const std::int64_t O = n.out_features();
+        std::vector<unsigned char> y(static_cast<std::size_t>(batch * O) * elem), gy(y.size());
+        n.forward_train(batch, ptr<const void>(x), y.data());
+        const double loss = mse_loss(n.dtype(), batch, O, y.data(), ptr<const void>(t), gy.data());
+        n.backward(gy.data());
+        for (std::size_t k = 0; k < names.size(); ++k) {
+          if (grads[k] && views[k].grad) {
+            std::memcpy(ptr<void>(grads[k]), views[k].grad, static_cast<std::size_t>(views[k].numel()) * elem);
+          }
+        }
+        return loss;
       })
       // The GIL stays held in every call: a Network has no lock of its own, and two Python
       // threads using one network (say fit in one, predict in another) must not interleave.

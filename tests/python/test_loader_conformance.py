@@ -39,7 +39,11 @@ def _models():
     c0(torch.randn(64, 2) * 2, update_grid=True)  # fitted domains: input_scale / input_offset
     b64 = KAN([2, 3, 1], grid_size=4, dtype=torch.float64)
     b64(torch.randn(64, 2, dtype=torch.float64), update_grid=True)
-    return {"c0": c0, "bspline64": b64}
+    sym = KAN([2, 3, 1], kind="c0", num_control_points=5)  # format version 2: symbolic edges
+    sym(torch.randn(64, 2) * 2, update_grid=True)
+    sym.layers[0].fix_symbolic(1, 2, "sin", 1.5, 2.0, 0.1, -0.2)
+    sym.layers[1].fix_symbolic(0, 0, "exp", 0.3, 0.5, 0.0, 0.1)
+    return {"c0": c0, "bspline64": b64, "symbolic": sym}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +91,17 @@ def _invalid_cases(base):
     grid = next(k for k in b_header if k.endswith(".grid"))
     g0 = b_header[grid]["data_offsets"][0]
     cases["decreasing knots"] = _join(b_header, b_data[:g0] + struct.pack("<d", 1e9) + b_data[g0 + 8:])
+    s_header, s_data = _split(base["symbolic"])
+    edit = lambda f: _join(_with_config(s_header, f), s_data)  # noqa: E731
+    cases["symbolic edge outside its layer"] = edit(lambda c: c["layers"][0]["symbolic"][0].update({"in": 2}))
+    cases["unknown symbolic function"] = edit(lambda c: c["layers"][0]["symbolic"][0].update(function="cosh"))
+    cases["symbolic edge fixed twice"] = edit(lambda c: c["layers"][1]["symbolic"].append(
+        dict(c["layers"][1]["symbolic"][0], function="sin")))
+    cases["symbolic edges without their tensor"] = edit(lambda c: c["layers"][1].pop("symbolic"))
+    cases["symbolic not a list"] = edit(lambda c: c["layers"][0].update(symbolic={"in": 0}))
+    v1 = json.loads(json.dumps(s_header))
+    v1["__metadata__"]["format_version"] = "1"
+    cases["symbolic edges in a version-1 file"] = _join(v1, s_data)
     return cases
 
 
@@ -106,7 +121,9 @@ def test_valid_files_load_in_both_with_the_same_predictions(base, tmp_path):
                                   "lone surrogate in metadata", "missing layernorm_eps", "config dtype given as a list", "bare NaN in the config",
                                   "config nested too deeply", "300k metadata entries",
                                   "extra key in a tensor entry", "dtype given as a list", "inf input_scale",
-                                  "decreasing knots"])
+                                  "decreasing knots", "symbolic edge outside its layer", "unknown symbolic function",
+                                  "symbolic edge fixed twice", "symbolic edges without their tensor",
+                                  "symbolic not a list", "symbolic edges in a version-1 file"])
 def test_both_loaders_refuse_the_same_files(base, tmp_path, case):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(_invalid_cases(base)[case])
