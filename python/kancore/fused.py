@@ -14,7 +14,7 @@ shapes (the mirror is rebuilt when the configuration changes).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -86,7 +86,11 @@ def _describe(model: nn.Module):
 
 
 class FusedMSE:
-    """``mean((model(x) - y)^2)`` and its gradient in one native call; see the module docstring."""
+    """``mean((model(x) - y)^2)`` and its gradient in one native call; see the module docstring.
+
+    ``bind(model, x, y)`` returns the evaluation for one optimizer step (the tensors' addresses
+    are read once: the optimizer changes parameters in place within a step, and grid updates or
+    ``refine`` happen between steps)."""
 
     def __init__(self) -> None:
         self._signature = None
@@ -94,7 +98,7 @@ class FusedMSE:
 
     @staticmethod
     def supports(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> bool:
-        """True when ``__call__`` computes exactly what autograd would for this step."""
+        """True when the evaluation computes exactly what autograd would for this step."""
         if torch.is_autocast_enabled("cpu") or not torch.is_grad_enabled():
             return False
         d = _describe(model)
@@ -106,8 +110,9 @@ class FusedMSE:
                 and x.shape[0] >= 1 and tuple(y.shape) == (x.shape[0], out) and y.dtype == dtype
                 and y.device.type == "cpu" and not x.requires_grad)
 
-    def __call__(self, model: KAN, x: torch.Tensor, y: torch.Tensor) -> float:
-        """The loss; writes every trainable parameter's ``.grad`` (allocating it when None)."""
+    def bind(self, model: KAN, x: torch.Tensor, y: torch.Tensor) -> Callable[[], float]:
+        """A function computing the loss and writing every trainable parameter's ``.grad``
+        (allocated here when None, overwritten at each call, never accumulated)."""
         signature, configs, tensors, eps = _describe(model)
         if signature != self._signature:
             dtype = "float64" if signature[0] == "torch.float64" else "float32"
@@ -124,4 +129,14 @@ class FusedMSE:
             else:
                 grads.append(0)
         x, y = x.contiguous(), y.contiguous()
-        return self._net.mse_objective(names, values, grads, x.data_ptr(), y.data_ptr(), x.shape[0])
+        net, n = self._net, x.shape[0]
+
+        def evaluate() -> float:
+            _keep = (x, y)  # noqa: F841 - the addresses below stay valid while this closure lives
+            return net.mse_objective(names, values, grads, x.data_ptr(), y.data_ptr(), n)
+
+        return evaluate
+
+    def __call__(self, model: KAN, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One evaluation: ``bind(model, x, y)()``."""
+        return self.bind(model, x, y)()

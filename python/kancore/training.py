@@ -673,14 +673,16 @@ class Trainer:
                 if self.reg_schedule == "linear":
                     self._reg_factor = step / (steps - 1) if steps > 1 else 1.0
 
-                fused = (self._fused is not None and self._penalty is None and self.loss == "mse"
-                         and FusedMSE.supports(self.model, xb, yb))
+                fused = None
+                if (self._fused is not None and self._penalty is None and self.loss == "mse"
+                        and FusedMSE.supports(self.model, xb, yb)):
+                    self.optimizer.zero_grad(set_to_none=True)  # parameters without a gradient stay None
+                    fused = self._fused.bind(self.model, xb, yb)
 
                 def closure() -> torch.Tensor:
                     assert self.optimizer is not None
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if fused:  # one native call: forward, loss, backward (kancore/fused.py)
-                        value = self._fused(self.model, xb, yb)
+                    if fused is not None:  # one native call: forward, loss, backward (kancore/fused.py)
+                        value = fused()  # overwrites the gradients
                         if scale != 1.0:
                             for p in self.model.parameters():
                                 if p.grad is not None:
@@ -688,6 +690,7 @@ class Trainer:
                         data = torch.tensor(value, dtype=torch.float64)
                         parts["data"], parts["reg"], parts["total"] = data, None, data * scale
                         return parts["total"]
+                    self.optimizer.zero_grad(set_to_none=True)
                     total, data, penalty = self._objective(xb, yb)
                     if scale != 1.0:
                         total = total * scale
