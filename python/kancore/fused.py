@@ -55,9 +55,9 @@ def _layer_entry(j: int, layer: nn.Module) -> Optional[Tuple[dict, Dict[str, tor
 
 def _describe(model: nn.Module):
     """(signature, layer configs, tensors, eps) of a KAN the native Network mirrors, or None."""
-    if type(model) is not KAN or any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                                     for m in model.modules()):
-        return None
+    if type(model) is not KAN or model.checkpoint is not False or any(
+            m._forward_hooks or m._forward_pre_hooks or m._backward_hooks for m in model.modules()):
+        return None  # (checkpointing asks for less memory than the native pass keeps)
     configs, tensors = [], {}
     for j, layer in enumerate(model.layers):
         entry = _layer_entry(j, layer)

@@ -110,6 +110,11 @@ class KANLinear(SymbolicLayerMixin, nn.Module):
         In ``update_grid``: 0 puts the knots at the samples' quantiles, 1 keeps them uniform.
     grid_range : (float, float)
         The initial grid's inner range.
+    spline_scaler_init : {"kaiming", "constant"}
+        ``"kaiming"`` (efficient-kan's): Kaiming-uniform scalers, so edges start with random
+        signs and sizes; ``"constant"`` (pykan's): every scaler ``scale_spline / sqrt(in)``.
+        With ``scale_noise=0.3`` the latter is pykan's initialisation, which fits formulas
+        better (``benchmarks/vs_pykan.py``).
     device : torch.device or str, optional
         Where the parameters live.
     dtype : torch.dtype, optional
@@ -126,6 +131,7 @@ class KANLinear(SymbolicLayerMixin, nn.Module):
                  scale_noise: float = 0.1, scale_base: float = 1.0, scale_spline: float = 1.0,
                  enable_standalone_scale_spline: bool = True, base_activation: Any = torch.nn.SiLU,
                  grid_eps: float = 0.02, grid_range: Sequence[float] = (-1, 1), *,
+                 spline_scaler_init: str = "kaiming",
                  device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
         self.in_features = _int_at_least("in_features", in_features, 1)
@@ -143,6 +149,9 @@ class KANLinear(SymbolicLayerMixin, nn.Module):
         self.scale_spline = scale_spline
         self.enable_standalone_scale_spline = bool(enable_standalone_scale_spline)
         self.grid_eps = float(grid_eps)
+        if spline_scaler_init not in ("kaiming", "constant"):
+            raise ValueError(f"spline_scaler_init must be 'kaiming' or 'constant', got {spline_scaler_init!r}")
+        self.spline_scaler_init = spline_scaler_init
         self.grid_range = tuple(float(v) for v in grid_range)
         self.base_activation = base_activation() if isinstance(base_activation, type) else base_activation
         self.symbolic = None  # a SymbolicEdges once an edge is fixed (fix_symbolic)
@@ -161,7 +170,8 @@ class KANLinear(SymbolicLayerMixin, nn.Module):
 
     def reset_parameters(self) -> None:
         """efficient-kan's initialisation: Kaiming-uniform base weights, spline coefficients
-        fitted to small uniform noise at the grid points, Kaiming-uniform scalers."""
+        fitted to small uniform noise at the grid points, Kaiming-uniform scalers (or constant
+        ones, ``spline_scaler_init="constant"``)."""
         with torch.no_grad():
             nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5) * self.scale_base)
             G, k = self.grid_size, self.spline_order
@@ -171,7 +181,9 @@ class KANLinear(SymbolicLayerMixin, nn.Module):
             coef = self._fit_curve(points, noise)  # (out, in, G+k)
             scale = 1.0 if self.enable_standalone_scale_spline else self.scale_spline
             self.spline_weight.copy_((scale * coef).to(self.spline_weight))
-            if self.enable_standalone_scale_spline:
+            if self.enable_standalone_scale_spline and self.spline_scaler_init == "constant":
+                self.spline_scaler.fill_(self.scale_spline / math.sqrt(self.in_features))
+            elif self.enable_standalone_scale_spline:
                 nn.init.kaiming_uniform_(self.spline_scaler, a=math.sqrt(5) * self.scale_spline)
 
     def _fit_curve(self, points: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ KINDS = ("bspline", "c0")
 # Keyword arguments that only one layer kind reads, with the value each takes when not given.
 _BSPLINE_DEFAULTS = {"grid_size": 5, "spline_order": 3, "scale_noise": 0.1, "scale_base": 1.0,
                      "scale_spline": 1.0, "base_activation": torch.nn.SiLU, "grid_eps": 0.02,
-                     "grid_range": (-1, 1)}
+                     "grid_range": (-1, 1), "spline_scaler_init": "kaiming"}
 _C0_DEFAULTS = {"num_control_points": 32, "spline_width": 4.0, "variant": "B-spline",
                 "init": "random_normal", "impl": "embedding_bag", "init_scale": "unit"}
 INIT_SCALES = ("unit", "kanditioned")
@@ -48,6 +48,9 @@ class KAN(nn.Module):
         B-spline layers only (``kind="bspline"``): efficient-kan's ``KANLinear`` arguments, with
         its defaults (5, 3, 0.1, 1.0, 1.0, ``torch.nn.SiLU``, 0.02, (-1, 1)). Passing any of them
         with ``kind="c0"`` raises ``ValueError``.
+    spline_scaler_init : {"kaiming", "constant"}
+        B-spline layers only: ``KANLinear``'s. ``scale_noise=0.3, spline_scaler_init="constant"``
+        is pykan's initialisation (better for fitting formulas).
     kind : {"bspline", "c0"}
         ``"bspline"``: efficient-kan's ``KANLinear`` layers. ``"c0"``: kanditioned's piecewise-
         linear ``KANLayer``, built from ``num_control_points``, ``spline_width``, ``variant``,
@@ -94,7 +97,8 @@ class KAN(nn.Module):
                  layernorm: bool = False, layernorm_eps: float = 1e-5,
                  num_control_points: Optional[int] = None, spline_width: Optional[float] = None,
                  variant: Optional[str] = None, init: Optional[str] = None, impl: Optional[str] = None,
-                 init_scale: Optional[str] = None, checkpoint: Union[bool, int] = False,
+                 init_scale: Optional[str] = None, spline_scaler_init: Optional[str] = None,
+                 checkpoint: Union[bool, int] = False,
                  device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
         widths = list(layers_hidden)
@@ -110,7 +114,7 @@ class KAN(nn.Module):
                  "scale_base": scale_base, "scale_spline": scale_spline, "base_activation": base_activation,
                  "grid_eps": grid_eps, "grid_range": grid_range, "num_control_points": num_control_points,
                  "spline_width": spline_width, "variant": variant, "init": init, "impl": impl,
-                 "init_scale": init_scale}
+                 "init_scale": init_scale, "spline_scaler_init": spline_scaler_init}
         own, other = (_BSPLINE_DEFAULTS, _C0_DEFAULTS) if kind == "bspline" else (_C0_DEFAULTS, _BSPLINE_DEFAULTS)
         stray = [name for name in other if given[name] is not None]
         if stray:

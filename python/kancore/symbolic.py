@@ -378,11 +378,11 @@ def unfix_symbolic(model: KAN, edges: Optional[Sequence[Tuple[int, int, int]]] =
 def _tidy(expr, digits: int, zero_below: float):
     """Expand the polynomial parts (not exp of a sum), round every constant to ``digits``
     significant digits, write those that round to whole numbers as integers (``x*y``, not
-    ``1.0*x*y``) and drop those below ``zero_below`` in magnitude (fit noise such as a 1e-6
-    phase)."""
+    ``1.0*x*y``), drop those below ``zero_below`` in magnitude (fit noise such as a 1e-6 phase),
+    then take common factors out of roots (``2.1*sqrt(0.226*x**2 + 0.226*y**2)`` becomes
+    ``0.998*sqrt(x**2 + y**2)``) and round again."""
     sp = _sympy()
     keep = {"power_exp": False, "power_base": False, "log": False}
-    expr = sp.expand(expr, **keep)
 
     def rounded(f):
         v = float(f"{float(f):.{digits}g}")
@@ -390,7 +390,12 @@ def _tidy(expr, digits: int, zero_below: float):
             return sp.Integer(0)
         return sp.Integer(int(v)) if abs(v) < 1e15 and v == int(v) else sp.Float(v, digits)
 
-    return sp.expand(expr.xreplace({f: rounded(f) for f in expr.atoms(sp.Float)}), **keep)
+    def round_all(e):
+        return sp.expand(e.xreplace({f: rounded(f) for f in e.atoms(sp.Float)}), **keep)
+
+    expr = round_all(sp.expand(expr, **keep))
+    expr = expr.replace(lambda e: e.is_Pow and not e.exp.is_Integer, lambda e: sp.factor_terms(e.base) ** e.exp)
+    return round_all(expr)
 
 
 def symbolic_formula(model: KAN, choices: Optional[Mapping[Tuple[int, int, int], SymbolicFit]] = None,

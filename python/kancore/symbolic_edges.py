@@ -15,6 +15,7 @@ front end runs. Outside a function's domain (``log`` or ``sqrt`` of a negative n
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple
 
 import torch
@@ -54,7 +55,7 @@ class SymbolicEdge(NamedTuple):
 
 
 def _finite_number(what: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
         raise ValueError(f"{what} must be a finite number, got {value!r}")
     return float(value)
 
@@ -123,8 +124,9 @@ class SymbolicEdges(nn.Module):
         if name not in FUNCTIONS:
             raise ValueError(f"unknown symbolic function {name!r}; the native ones are {list(FUNCTIONS)}")
         for what, v, n in (("i", i, self.in_features), ("o", o, self.out_features)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 <= v < n:
                 raise ValueError(f"edge index {what} must be an int in [0, {n}), got {v!r}")
+        i, o = int(i), int(o)
         params = [_finite_number(k, v) for k, v in zip("abcd", (a, b, c, d))]
         rows = self.rows()
         affine = self.affine.detach().clone()

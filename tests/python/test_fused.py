@@ -60,6 +60,9 @@ def test_unsupported_models_and_steps_go_through_autograd():
     assert not FusedMSE.supports(sym, x, y)
     other = kancore.KAN([3, 4, 2], base_activation=torch.nn.Tanh, dtype=torch.float64)
     assert not FusedMSE.supports(other, x, y)
+    checkpointed = copy.deepcopy(model)
+    checkpointed.checkpoint = True
+    assert not FusedMSE.supports(checkpointed, x, y)
     hooked = copy.deepcopy(model)
     hooked.layers[1].register_forward_hook(lambda m, i, o: o * 2)
     assert not FusedMSE.supports(hooked, x, y)

@@ -290,6 +290,16 @@ def test_default_init_matches_efficient_kan_distribution():
     assert torch.count_nonzero(quiet.spline_weight) == 0
 
 
+def test_pykan_style_initialisation():
+    # spline_scaler_init="constant": pykan's scale_sp / sqrt(in) on every edge; the rest as usual.
+    layer = KANLinear(9, 4, scale_noise=0.3, scale_spline=1.5, spline_scaler_init="constant", dtype=torch.float64)
+    assert torch.equal(layer.spline_scaler, torch.full((4, 9), 0.5, dtype=torch.float64))
+    model = KAN([9, 4, 1], scale_noise=0.3, spline_scaler_init="constant")
+    assert all(torch.all(L.spline_scaler == L.in_features ** -0.5) for L in model.layers)
+    with pytest.raises(ValueError, match="spline_scaler_init"):
+        KANLinear(2, 2, spline_scaler_init="pykan")
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [dict(grid_size=0), dict(spline_order=0), dict(grid_size=-1), dict(spline_order=-2)],

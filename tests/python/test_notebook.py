@@ -49,6 +49,9 @@ def test_quickstart_notebook_executes_with_figures(kernel_of_this_interpreter, t
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     assert "identical predictions after reload: True" in text
     assert "after pruning: widths [3, " in text and "refined to grid 20 while training" in text
+    assert "symbolic network: test RMSE" in text
+    formula = text.split("symbolic network: test RMSE")[1].splitlines()[1]
+    assert "x1**2" in formula and "sin(3.1" in formula and "x2" not in formula, formula  # g's law
     # kancore's own warnings (a deprecated name, say) must not show in the walkthrough.
     errs = "".join(o.get("text", "") for o in outputs if o.get("name") == "stderr")
     assert "FutureWarning" not in errs and "kancore:" not in errs, errs

@@ -100,6 +100,8 @@ def test_the_main_jobs_formula_discovery_recovers_the_distance_law(tmp_path):
     assert symbolic_rmse <= 1e-4
     saved = kancore.load(tmp_path / "kan_distance.safetensors")  # the symbolic network, as saved
     assert sum(len(L.symbolic_edges()) for L in saved.layers) == 3
+    (short,) = kancore.symbolic_formula(saved, in_vars=["dx", "dy"], digits=2)  # the law, to 2 digits
+    assert sympy.simplify(short - sympy.sqrt(dx ** 2 + dy ** 2)) == 0, short
     x = torch.tensor([[0.5, 0.7], [1.9, 1.2]], dtype=torch.float64)
     torch.testing.assert_close(saved(x).flatten(), torch.hypot(x[:, 0], x[:, 1]), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(kancore.NumpyKAN.load(tmp_path / "kan_distance.safetensors").predict(x.numpy()),
