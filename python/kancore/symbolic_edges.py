@@ -164,6 +164,11 @@ class SymbolicEdges(nn.Module):
         return [SymbolicEdge(i, o, _NAMES[f], *map(float, p))
                 for (i, o, f), p in zip(self.rows(), self.affine.detach().double().cpu().tolist())]
 
+    def extra_repr(self) -> str:
+        shown = [f"{i}->{o}: {_NAMES[f]}" for i, o, f in self._rows[:6]]
+        more = f", ... ({len(self._rows)} edges)" if len(self._rows) > 6 else ""
+        return ", ".join(shown) + more
+
     def edge_values(self, h: torch.Tensor) -> torch.Tensor:
         """(batch, n): every fixed edge's value at the layer input h (batch, in)."""
         a, b, c, d = self.affine.unbind(1)

@@ -112,6 +112,7 @@ def test_state_dict_copy_and_dtype_moves_keep_the_fixed_edges():
     layer = _layers()["c0"]
     layer.fix_symbolic(2, 0, "x^2", 0.5, 1.5, -0.2, 0.3)
     layer.fix_symbolic(0, 3, "arctan", 1.0, 2.0, 0.0, 0.0)
+    assert "(symbolic): SymbolicEdges(2->0: x^2, 0->3: arctan)" in repr(layer)
     x = torch.rand(20, 3, dtype=torch.float64)
     y = layer(x)
     fresh = kancore.KANLayer(3, 4, num_control_points=7, dtype=torch.float64)
